@@ -1,0 +1,48 @@
+# Corelab: `make run` to use it, `make test` to check it. Both build on `make install`.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+STATIC_SOURCES := $(shell find static templates -type f 2>/dev/null)
+# Debian packages the tests drive as real peers: the browser for Playwright.
+TEST_DEBS := chromium
+
+.PHONY: install run test lint bench debs
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+staticfiles/staticfiles.json: $(STAMP) node_modules/.package-lock.json $(STATIC_SOURCES)
+	SECRET_KEY=collectstatic $(BIN)/python manage.py collectstatic --noinput -v0
+
+install: $(STAMP) node_modules/.package-lock.json staticfiles/staticfiles.json
+
+run: install
+	$(BIN)/python -m config.run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+# apt-get only what is missing, so a prepared machine pays nothing
+debs:
+	@missing=""; for pkg in $(TEST_DEBS); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: lint debs
+	$(BIN)/python -m pytest
+
+bench: install
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

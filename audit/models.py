@@ -1,0 +1,57 @@
+"""The audit trail: append-only, hash-chained events.
+
+AuditEvent holds no foreign key into domain tables, so no delete of a trial,
+study or read can cascade into the record of what happened to it. The actor is
+a protected reference to the user: a user with audit history cannot be deleted.
+
+Rows are inserted unsealed by ``audit_record`` inside the caller's transaction.
+A single sealer (``audit.chain.chain_seal``) later assigns each committed row
+its place in the chain (``seq``) and ``hash = sha256(prev_hash + canonical row)``.
+A PostgreSQL trigger (migration 0002) refuses DELETE, and UPDATE other than
+sealing an unsealed row once.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    occurred_at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+")
+    actor_label = models.CharField(max_length=150, blank=True)  # username at the time
+    actor_role = models.CharField(max_length=100, blank=True)
+    action = models.CharField(max_length=100)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=255, blank=True)
+    trial_id = models.BigIntegerField(null=True, blank=True)
+    site_id = models.BigIntegerField(null=True, blank=True)
+    subject_id = models.BigIntegerField(null=True, blank=True)
+    subject_code = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    # the seal, set once by the sealer
+    seq = models.BigIntegerField(null=True, blank=True, unique=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64, blank=True)
+    sealed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        indexes = [
+            models.Index(fields=["trial_id", "occurred_at"], name="audit_trial_time"),
+            models.Index(fields=["subject_id", "occurred_at"], name="audit_subject_time"),
+            models.Index(fields=["target_type", "target_id"], name="audit_target"),
+            models.Index(fields=["action", "occurred_at"], name="audit_action_time"),
+            models.Index(fields=["id"], name="audit_unsealed", condition=models.Q(seq__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.actor_label or 'system'} {self.action}"
+
+    @property
+    def sealed(self) -> bool:
+        return self.seq is not None

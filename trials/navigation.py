@@ -1,0 +1,41 @@
+"""The navigation registry: each app adds the pages it owns, each guarded by a permission.
+
+The base template shows a user only the entries their roles allow, so nobody
+sees a link that would answer 404.
+"""
+
+from dataclasses import dataclass
+
+from django.urls import reverse
+
+from .permissions import Perm, trial_ids_with
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    perm: Perm | None = None  # None: every signed-in user
+    staff_only: bool = False
+    order: int = 100
+
+
+_items: dict[str, NavItem] = {}
+
+
+def register(item: NavItem) -> None:
+    """Add (or replace, by url name) an entry; called from AppConfig.ready()."""
+    _items[item.url_name] = item
+
+
+def nav_for(user) -> list[dict]:
+    if not user.is_authenticated:
+        return []
+    entries = []
+    for item in sorted(_items.values(), key=lambda i: (i.order, i.label)):
+        if item.staff_only and not user.is_staff:
+            continue
+        if item.perm is not None and not trial_ids_with(user=user, perm=item.perm):
+            continue
+        entries.append({"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name})
+    return entries
