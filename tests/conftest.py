@@ -78,3 +78,9 @@ def outsider(db):
     """Holds a role in another trial only."""
     other = TrialFactory(protocol_number="CL-OTHER-999")
     return _member(other, Role.TRIAL_MANAGER, "outsider")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2 at production strength costs ~0.3 s per login; the hasher is not what these tests test
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

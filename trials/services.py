@@ -22,14 +22,14 @@ def audit_context(*, actor, trial_id: int | None, subject_id: int | None) -> Act
 
 @transaction.atomic
 def trial_create(*, actor, protocol_number: str, title: str, sponsor: str, phase: str = "",
-                 sponsor_blinded: bool = True) -> Trial:
-    """Register a new trial in set-up."""
+                 sponsor_blinded: bool = True, status: str = Trial.Status.SETUP) -> Trial:
+    """Register a new trial (in set-up unless told otherwise)."""
     trial = Trial(protocol_number=protocol_number, title=title, sponsor=sponsor, phase=phase,
-                  sponsor_blinded=sponsor_blinded)
+                  sponsor_blinded=sponsor_blinded, status=status)
     trial.full_clean()
     trial.save()
     audit_record(actor=actor, action="trials.trial_created", target=trial, trial_id=trial.pk,
-                 details={"protocol_number": protocol_number, "sponsor": sponsor, "phase": phase})
+                 details={"protocol_number": protocol_number, "sponsor": sponsor, "phase": phase, "status": status})
     return trial
 
 
