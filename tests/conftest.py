@@ -84,3 +84,41 @@ def outsider(db):
 def _fast_password_hashing(settings):
     # PBKDF2 at production strength costs ~0.3 s per login; the hasher is not what these tests test
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def database_url_for_children() -> str:
+    """DATABASE_URL of the test database, for processes the tests start (workers, writers)."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    conf = connection.settings_dict
+    host = conf["HOST"] or "127.0.0.1"
+    if host.startswith("/"):
+        return f"postgres://{conf['USER']}@/{conf['NAME']}?host={quote(host)}"
+    return f"postgres://{conf['USER']}@{host}:{conf['PORT'] or 5432}/{conf['NAME']}"
+
+
+@pytest.fixture
+def worker(transactional_db):
+    """A real Celery worker process on the test database and this run's own queue."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from config.celery import app
+
+    env = {**os.environ, "DATABASE_URL": database_url_for_children()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "WARNING",
+         "--hostname", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
+        env=env, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not app.control.ping(timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the Celery worker did not start")
+    yield process
+    process.terminate()
+    process.wait(15)
