@@ -16,6 +16,9 @@ DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key" if DEBUG else environ.Env.NOTSET)
 if not SECRET_KEY.strip():
     raise ImproperlyConfigured("Set the SECRET_KEY environment variable (make run keeps one in var/secret_key)")
+# Master key for per-trial pseudonym keys (trials.keys). Set it in production and never rotate it:
+# stored identifier hashes depend on it. Derived from SECRET_KEY when unset, for development.
+PSEUDONYM_KEY = env("PSEUDONYM_KEY", default="") or f"derived-from-secret-key:{SECRET_KEY}"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -138,6 +141,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 
+# reasons for change can be long (they quote what changed and why): a text column, not varchar(100)
+SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -224,6 +230,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Corelab API",

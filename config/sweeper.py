@@ -33,6 +33,10 @@ def register(*, name: str, find: Callable[[datetime], Iterable[int]], requeue: C
     _registry[name] = StuckWork(name=name, find=find, requeue=requeue)
 
 
+def unregister(name: str) -> None:
+    _registry.pop(name, None)
+
+
 def registered() -> list[str]:
     return sorted(_registry)
 

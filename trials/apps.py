@@ -8,10 +8,14 @@ class TrialsConfig(AppConfig):
     def ready(self) -> None:
         from audit.services import register_context_resolver
 
-        from . import navigation
+        from . import checks, navigation  # noqa: F401  (checks registers itself)
+        from .permissions import Perm
         from .services import audit_context
 
         register_context_resolver(audit_context)
         navigation.register(navigation.NavItem("Trials", "home", order=0))
+        navigation.register(navigation.NavItem("My site", "my-site", perm=Perm.SUBMIT_IMAGES, order=10))
+        navigation.register(navigation.NavItem("Qualification review", "qualification-queue",
+                                               perm=Perm.REVIEW_QUALIFICATION, order=20))
         navigation.register(navigation.NavItem("API", "api-docs", order=90))
         navigation.register(navigation.NavItem("Admin", "admin:index", staff_only=True, order=99))

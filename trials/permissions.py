@@ -8,6 +8,7 @@ caller (``require`` raises Http404), so existence never leaks across trials.
 
 from enum import StrEnum
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from .models import SITE_SCOPED_ROLES, Membership, Role
@@ -24,18 +25,22 @@ class Perm(StrEnum):
     ADJUDICATE = "adjudicate"
     VIEW_DASHBOARDS = "view_dashboards"
     VIEW_AUDIT = "view_audit"            # audit search, patient timelines, exports
+    REVIEW_QUALIFICATION = "review_qualification"  # approve or reject a site's qualification
+    ENROLL = "enroll"                    # enroll subjects (coordinators at their own site)
+    VIEW_ARM = "view_arm"                # see treatment arms (never readers, QC or blinded sponsors)
 
 
 ROLE_PERMS: dict[str, frozenset[Perm]] = {
     Role.TRIAL_MANAGER: frozenset({Perm.VIEW_TRIAL, Perm.MANAGE_TRIAL, Perm.MANAGE_MEMBERS, Perm.VIEW_ALL_SITES,
-                                   Perm.VIEW_DASHBOARDS, Perm.VIEW_AUDIT}),
-    Role.SITE_COORDINATOR: frozenset({Perm.VIEW_TRIAL, Perm.SUBMIT_IMAGES}),
-    Role.QC_ANALYST: frozenset({Perm.VIEW_TRIAL, Perm.VIEW_ALL_SITES, Perm.QC_REVIEW}),
+                                   Perm.VIEW_DASHBOARDS, Perm.VIEW_AUDIT, Perm.REVIEW_QUALIFICATION, Perm.ENROLL,
+                                   Perm.VIEW_ARM}),
+    Role.SITE_COORDINATOR: frozenset({Perm.VIEW_TRIAL, Perm.SUBMIT_IMAGES, Perm.ENROLL}),
+    Role.QC_ANALYST: frozenset({Perm.VIEW_TRIAL, Perm.VIEW_ALL_SITES, Perm.QC_REVIEW, Perm.REVIEW_QUALIFICATION}),
     # readers and adjudicators are blinded to site identity: they see the trial, no site
     Role.READER: frozenset({Perm.VIEW_TRIAL, Perm.READ}),
     Role.ADJUDICATOR: frozenset({Perm.VIEW_TRIAL, Perm.ADJUDICATE}),
     Role.SPONSOR_VIEWER: frozenset({Perm.VIEW_TRIAL, Perm.VIEW_ALL_SITES, Perm.VIEW_DASHBOARDS}),
-    Role.AUDITOR: frozenset({Perm.VIEW_TRIAL, Perm.VIEW_ALL_SITES, Perm.VIEW_AUDIT}),
+    Role.AUDITOR: frozenset({Perm.VIEW_TRIAL, Perm.VIEW_ALL_SITES, Perm.VIEW_AUDIT, Perm.VIEW_ARM}),
 }
 
 
@@ -84,6 +89,15 @@ def require(*, user, perm: Perm, trial_id: int, site_id: int | None = None) -> N
     """Raise Http404 unless the user has ``perm``: forbidden looks like missing."""
     if not has_perm(user=user, perm=perm, trial_id=trial_id, site_id=site_id):
         raise Http404("No such object")
+
+
+def ensure(*, user, perm: Perm, trial_id: int, site_id: int | None = None) -> None:
+    """Services' own guard: raise PermissionDenied unless the user (None: the system itself) has ``perm``.
+
+    Views reach objects through selectors first, so a user normally meets the 404 there.
+    """
+    if user is not None and not has_perm(user=user, perm=perm, trial_id=trial_id, site_id=site_id):
+        raise PermissionDenied(f"{user} may not {perm.value.replace('_', ' ')} here")
 
 
 def primary_role(*, user, trial_id: int) -> str:

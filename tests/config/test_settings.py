@@ -15,6 +15,7 @@ PRODUCTION_ENV = {
     "SECURE_SSL_REDIRECT": "true",
     "SECURE_HSTS_SECONDS": "31536000",
     "SECURE_COOKIES": "true",
+    "PSEUDONYM_KEY": "production-like-pseudonym-key-0123456789abcdef",
 }
 
 

@@ -1,14 +1,19 @@
+import copy
 import datetime
 
 import factory
 from django.contrib.auth import get_user_model
 
-from trials.models import Membership, ProtocolVersion, Role, Site, Trial
+from trials.charter import DEMO_CHARTER
+from trials.models import Membership, ProtocolVersion, Role, Scanner, Site, Trial
 
-DEMO_SCHEDULE = [
-    {"code": "BL", "label": "Baseline", "day": 0, "window_before": 28, "window_after": 0},
-    {"code": "W8", "label": "Week 8", "day": 56, "window_before": 7, "window_after": 7},
-]
+
+def demo_charter(**procedure_changes) -> dict:
+    """A fresh copy of the demo charter; ``CT_CAP={"requalify": True}`` edits one procedure."""
+    charter = copy.deepcopy(DEMO_CHARTER)
+    for code, changes in procedure_changes.items():
+        next(p for p in charter["procedures"] if p["code"] == code).update(changes)
+    return charter
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -44,8 +49,9 @@ class ProtocolVersionFactory(factory.django.DjangoModelFactory):
     trial = factory.SubFactory(TrialFactory)
     label = "1.0"
     effective_date = datetime.date(2026, 1, 15)
+    approved_on = datetime.date(2026, 1, 8)
     is_current = True
-    visit_schedule = factory.LazyFunction(lambda: [dict(v) for v in DEMO_SCHEDULE])
+    charter = factory.LazyFunction(demo_charter)
 
 
 class SiteFactory(factory.django.DjangoModelFactory):
@@ -68,3 +74,16 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     trial = factory.SubFactory(TrialFactory)
     role = Role.QC_ANALYST
     site = None
+
+
+class ScannerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Scanner
+
+    site = factory.SubFactory(SiteFactory)
+    manufacturer = "SIEMENS"
+    model = "SOMATOM Force"
+    serial = factory.Sequence(lambda n: f"7{n:05d}")
+    software_version = "syngo CT VA50A"
+    station_name = "CT01"
+    modality = "CT"

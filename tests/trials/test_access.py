@@ -41,7 +41,7 @@ def test_coordinator_of_site1_sees_nothing_of_site2(client, trial, site1, site2,
 
     assert client.get(f"/trials/{trial.pk}/sites/{site2.pk}/").status_code == 404
     assert client.get(f"/api/trials/{trial.pk}/sites/{site2.pk}/").status_code == 404
-    sites = client.get(f"/api/trials/{trial.pk}/sites/").json()["results"]
+    sites = client.get(f"/api/trials/{trial.pk}/sites/").json()
     assert [s["number"] for s in sites] == ["101"]
     page = client.get(f"/trials/{trial.pk}/").content.decode()
     assert site1.name in page and site2.name not in page
@@ -52,7 +52,7 @@ def test_readers_see_the_trial_but_no_site(client, trial, site1, reader1):
     client.force_login(reader1)
 
     assert client.get(f"/trials/{trial.pk}/").status_code == 200
-    assert client.get(f"/api/trials/{trial.pk}/sites/").json()["results"] == []
+    assert client.get(f"/api/trials/{trial.pk}/sites/").json() == []
     assert client.get(f"/trials/{trial.pk}/sites/{site1.pk}/").status_code == 404
     assert site1.name not in client.get(f"/trials/{trial.pk}/").content.decode()
 

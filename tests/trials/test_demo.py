@@ -14,7 +14,9 @@ def test_load_demo_creates_a_trial_two_sites_a_schedule_and_every_role(capsys, r
 
     trial = Trial.objects.get()
     assert trial.sites.count() == 2
-    assert ProtocolVersion.objects.get(trial=trial, is_current=True).visit_schedule[0]["code"] == "SCR"
+    charter = ProtocolVersion.objects.get(trial=trial, is_current=True).charter
+    assert [v["code"] for v in charter["visits"]] == ["BL", "W6", "W12", "W18"]
+    assert {p["code"] for p in charter["procedures"]} == {"CT_CAP", "MR_BRAIN"}
     assert set(Membership.objects.values_list("role", flat=True)) == set(Role.values)
     out = capsys.readouterr().out
     for username, _, _, password in DEMO_USERS:

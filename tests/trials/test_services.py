@@ -1,7 +1,7 @@
 import datetime
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError
 
 from audit.exceptions import ReasonRequired
@@ -11,22 +11,22 @@ from trials.models import Membership, ProtocolVersion, Role
 from trials.services import (
     membership_grant,
     membership_revoke,
-    protocol_version_create,
+    protocol_version_release,
     site_create,
     trial_create,
     trial_update,
 )
 
-from .factories import DEMO_SCHEDULE, UserFactory
+from .factories import UserFactory, demo_charter
 
 pytestmark = pytest.mark.django_db
 
 
-def test_trial_create_records_an_audit_event_and_history(trial_manager):
-    trial = trial_create(actor=trial_manager, protocol_number="CL-NEW-1", title="New", sponsor="ACME")
+def test_trial_create_records_an_audit_event_and_history(admin_user):
+    trial = trial_create(actor=admin_user, protocol_number="CL-NEW-1", title="New", sponsor="ACME")
 
     event = AuditEvent.objects.get(action="trials.trial_created", target_id=str(trial.pk))
-    assert event.actor == trial_manager and event.trial_id == trial.pk
+    assert event.actor == admin_user and event.trial_id == trial.pk
     assert event.target_type == "trials.trial" and event.details["sponsor"] == "ACME"
     assert trial.history.count() == 1
 
@@ -87,11 +87,14 @@ def test_granting_the_same_role_twice_is_refused(trial, trial_manager):
         membership_grant(actor=trial_manager, user=trial_manager, trial=trial, role=Role.TRIAL_MANAGER)
 
 
+def _release(actor, trial, label, charter=None):
+    return protocol_version_release(actor=actor, trial=trial, label=label, charter=charter or demo_charter(),
+                                    effective_date=datetime.date(2026, 1, 1), approved_on=datetime.date(2026, 1, 1))
+
+
 def test_a_new_protocol_version_becomes_the_only_current_one(trial, trial_manager):
-    first = protocol_version_create(actor=trial_manager, trial=trial, label="1.0",
-                                    effective_date=datetime.date(2026, 1, 1), visit_schedule=DEMO_SCHEDULE)
-    second = protocol_version_create(actor=trial_manager, trial=trial, label="2.0",
-                                     effective_date=datetime.date(2026, 6, 1), visit_schedule=DEMO_SCHEDULE)
+    first = _release(trial_manager, trial, "1.0")
+    second = _release(trial_manager, trial, "2.0")
 
     assert list(ProtocolVersion.objects.filter(trial=trial, is_current=True)) == [second]
     first.refresh_from_db()
@@ -99,9 +102,25 @@ def test_a_new_protocol_version_becomes_the_only_current_one(trial, trial_manage
     assert AuditEvent.objects.filter(action="trials.protocol_version_released").count() == 2
 
 
+def test_a_version_label_is_never_reused(trial, trial_manager):
+    _release(trial_manager, trial, "1.0")
+    with pytest.raises(ValidationError, match="already exists"):
+        _release(trial_manager, trial, "1.0")
+
+
 def test_a_visit_schedule_with_duplicate_codes_is_refused(trial, trial_manager):
-    schedule = [DEMO_SCHEDULE[0], dict(DEMO_SCHEDULE[0])]
-    with pytest.raises(ValidationError, match="unique code"):
-        protocol_version_create(actor=trial_manager, trial=trial, label="1.0",
-                                effective_date=datetime.date(2026, 1, 1), visit_schedule=schedule)
+    charter = demo_charter()
+    charter["visits"][1]["code"] = "BL"
+    with pytest.raises(ValidationError, match="used twice"):
+        _release(trial_manager, trial, "1.0", charter)
     assert not ProtocolVersion.objects.filter(trial=trial).exists()
+
+
+def test_only_the_trial_manager_releases_versions(trial, qc_analyst):
+    with pytest.raises(PermissionDenied):
+        _release(qc_analyst, trial, "1.0")
+
+
+def test_only_staff_register_trials(trial_manager):
+    with pytest.raises(PermissionDenied):
+        trial_create(actor=trial_manager, protocol_number="CL-NEW-2", title="New", sponsor="ACME")
