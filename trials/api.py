@@ -124,12 +124,31 @@ class TrialListApi(generics.ListAPIView):
         return selectors.trial_list_for_user(user=self.request.user)
 
 
-@extend_schema(tags=["trials"])
-class TrialDetailApi(generics.RetrieveAPIView):
-    serializer_class = TrialOutput
+class TrialUpdateInput(serializers.Serializer):
+    reason = serializers.CharField(help_text="why the trial record is corrected (kept in its history)")
+    title = serializers.CharField(max_length=300, required=False)
+    sponsor = serializers.CharField(max_length=200, required=False)
+    phase = serializers.ChoiceField(choices=Trial.Phase.choices, required=False)
+    status = serializers.ChoiceField(choices=Trial.Status.choices, required=False)
+    sponsor_blinded = serializers.BooleanField(required=False)
 
-    def get_object(self):
-        return selectors.trial_get_for_user(user=self.request.user, trial_id=self.kwargs["trial_id"])
+
+@extend_schema(tags=["trials"])
+class TrialDetailApi(APIView):
+    @extend_schema(responses=TrialOutput)
+    def get(self, request, trial_id: int):
+        return Response(TrialOutput(selectors.trial_get_for_user(user=request.user, trial_id=trial_id)).data)
+
+    @extend_schema(request=TrialUpdateInput, responses=TrialOutput)
+    def patch(self, request, trial_id: int):
+        """Correct the trial record (trial managers); the reason is required."""
+        trial = selectors.trial_get_for_user(user=request.user, trial_id=trial_id)
+        data = TrialUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        reason = changes.pop("reason")
+        trial = services.trial_update(actor=request.user, trial=trial, reason=reason, **changes)
+        return Response(TrialOutput(trial).data)
 
 
 class ProtocolVersionInput(serializers.Serializer):

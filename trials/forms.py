@@ -2,7 +2,7 @@ import json
 
 from django import forms
 
-from .models import Role, Scanner, Site
+from .models import Role, Scanner, Site, Trial
 
 
 class DateInput(forms.DateInput):
@@ -27,6 +27,15 @@ class ProtocolVersionForm(forms.Form):
         if not isinstance(charter, dict):
             raise forms.ValidationError("the charter must be a JSON object with procedures and visits")
         return charter
+
+
+class TrialForm(forms.Form):
+    title = forms.CharField(max_length=300)
+    sponsor = forms.CharField(max_length=200)
+    phase = forms.ChoiceField(choices=Trial.Phase.choices)
+    status = forms.ChoiceField(choices=Trial.Status.choices)
+    sponsor_blinded = forms.BooleanField(required=False, label="Sponsor viewers are blinded to treatment arm")
+    reason = forms.CharField(max_length=500, help_text="why the trial record changes (kept in its history)")
 
 
 class SiteForm(forms.Form):

@@ -54,10 +54,18 @@ def trial_create(*, actor, protocol_number: str, title: str, sponsor: str, phase
     return trial
 
 
+_TRIAL_EDITABLE = {"title", "sponsor", "phase", "status", "sponsor_blinded", "readers_blinded_to_site"}
+
+
 @transaction.atomic
 def trial_update(*, actor, trial: Trial, reason: str, **changes) -> Trial:
     """Correct a trial's attributes; the reason goes on the history record and the audit event."""
     ensure(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
+    unknown = set(changes) - _TRIAL_EDITABLE
+    if unknown:
+        raise ValidationError({field: "cannot be changed" for field in unknown})
+    if not changes:
+        raise ValidationError("nothing to change")
     trial = Trial.objects.select_for_update().get(pk=trial.pk)
     before = {field: getattr(trial, field) for field in changes}
     for field, value in changes.items():

@@ -51,8 +51,18 @@ def home(request):
 def trial_detail(request, trial_id: int):
     trial = selectors.trial_get_for_user(user=request.user, trial_id=trial_id)
     can_manage = has_perm(user=request.user, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
-    site_form = forms.SiteForm(request.POST or None)
-    if request.method == "POST":
+    editing = request.method == "POST" and request.POST.get("form") == "trial"
+    site_form = forms.SiteForm(request.POST if request.method == "POST" and not editing else None)
+    trial_form = forms.TrialForm(request.POST if editing else None, initial={
+        "title": trial.title, "sponsor": trial.sponsor, "phase": trial.phase, "status": trial.status,
+        "sponsor_blinded": trial.sponsor_blinded})
+    if editing and trial_form.is_valid():
+        changes = {k: v for k, v in trial_form.cleaned_data.items() if k != "reason" and getattr(trial, k) != v}
+        if _run(trial_form, services.trial_update, actor=request.user, trial=trial,
+                reason=trial_form.cleaned_data["reason"], **changes):
+            messages.success(request, "Trial record updated.")
+            return redirect("trial-detail", trial.pk)
+    elif request.method == "POST" and not editing:
         if site_form.is_valid() and _run(site_form, services.site_create, actor=request.user, trial=trial,
                                          **site_form.cleaned_data):
             messages.success(request, f"Site {site_form.cleaned_data['number']} added.")
@@ -66,6 +76,7 @@ def trial_detail(request, trial_id: int):
         "can_manage": can_manage,
         "can_review": has_perm(user=request.user, perm=Perm.REVIEW_QUALIFICATION, trial_id=trial.pk),
         "site_form": site_form,
+        "trial_form": trial_form,
     })
 
 

@@ -137,3 +137,16 @@ def test_openapi_schema_lists_the_trials_endpoints(client, trial_manager):
     for path in ["/api/trials/{trial_id}/protocol-versions/", "/api/qualifications/{qualification_id}/decide/",
                  "/api/trials/{trial_id}/subjects/", "/api/trials/{trial_id}/sites/{site_id}/training/"]:
         assert path in paths, path
+
+
+def test_a_trial_correction_needs_a_reason_and_is_audited(client, trial, trial_manager, sponsor):
+    client.force_login(trial_manager)
+    assert client.patch(f"/api/trials/{trial.pk}/", {"title": "New"}, content_type="application/json"
+                        ).status_code == 400
+    response = client.patch(f"/api/trials/{trial.pk}/", {"title": "New", "reason": "sponsor renamed it"},
+                            content_type="application/json")
+    assert response.status_code == 200 and response.json()["title"] == "New"
+    assert AuditEvent.objects.get(action="trials.trial_updated").reason == "sponsor renamed it"
+    client.force_login(sponsor)
+    assert client.patch(f"/api/trials/{trial.pk}/", {"title": "X", "reason": "y"},
+                        content_type="application/json").status_code == 403

@@ -105,3 +105,13 @@ def test_granting_a_role_on_the_team_page(client, trial, trial_manager, django_u
     unknown = client.post(f"/trials/{trial.pk}/team/", {"username": "nobody", "role": "reader"})
     assert "no active user" in unknown.content.decode()
     assert "newreader" in client.get(f"/trials/{trial.pk}/team/").content.decode()
+
+
+def test_editing_the_trial_record_in_the_browser(client, trial, trial_manager):
+    client.force_login(trial_manager)
+    form = {"form": "trial", "title": "Renamed", "sponsor": trial.sponsor, "phase": trial.phase,
+            "status": "closed", "sponsor_blinded": "on", "reason": "study closed"}
+    client.post(f"/trials/{trial.pk}/", form)
+    trial.refresh_from_db()
+    assert (trial.title, trial.status) == ("Renamed", "closed")
+    assert trial.history.first().history_change_reason == "study closed"
