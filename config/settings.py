@@ -240,6 +240,13 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # the docs page works offline: Swagger UI comes from the sidecar package, not a CDN
     "SWAGGER_UI_DIST": "SIDECAR",
+    # several models have a "status" with their own choices: name each enum after its model
+    "ENUM_NAME_OVERRIDES": {
+        "TrialStatusEnum": "trials.models.Trial.Status",
+        "SiteStatusEnum": "trials.models.Site.Status",
+        "QualificationStatusEnum": "trials.models.SiteQualification.Status",
+        "SubjectStatusEnum": "trials.models.Subject.Status",
+    },
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
