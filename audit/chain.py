@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import QuerySet
 
 from .models import AuditEvent
 
@@ -132,12 +133,17 @@ def chain_head() -> tuple[int, str]:
     return row if row else (0, GENESIS)
 
 
-def verify_events(*, event_ids: list[int]) -> list[int]:
-    """Recompute the hash of each given sealed event (e.g. one subject's); returns ids that fail."""
+def verify_events(*, events: QuerySet[AuditEvent]) -> list[int]:
+    """Recompute the hash of each sealed event in ``events`` (e.g. one subject's); returns the ids that fail.
+
+    This checks each row against its own seal, not the links between rows: a removed event is found by
+    ``verify_chain``. Unsealed events in the set are skipped.
+    """
+    ids_sql, params = events.order_by().values("id").query.sql_with_params()
     failed = []
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {_SELECT}, seq, prev_hash, hash FROM audit_auditevent "  # noqa: S608
-                       "WHERE id = ANY(%s) AND seq IS NOT NULL", [list(event_ids)])
+                       f"WHERE id IN ({ids_sql}) AND seq IS NOT NULL", params)
         for row in _rows(cursor):
             if link_hash(prev_hash=row["prev_hash"], row=row) != row["hash"]:
                 failed.append(row["id"])

@@ -16,5 +16,5 @@ def test_top_level_is_exactly_the_designed_layout():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     top = {line.split("/", 1)[0] for line in tracked.splitlines()}
     assert top <= EXPECTED, f"unexpected top-level entries: {sorted(top - EXPECTED)}"
-    for required in ["manage.py", "config", "trials", "audit", "tests", "pyproject.toml", "Makefile", ".ci"]:
+    for required in EXPECTED - {".dockerignore"}:
         assert required in top

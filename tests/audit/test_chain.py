@@ -13,7 +13,7 @@ from django.db import DatabaseError, connection, transaction
 from audit.chain import GENESIS, chain_head, chain_seal, verify_chain, verify_events
 from audit.models import AuditEvent
 from audit.services import audit_record
-from audit.tasks import chain_seal_task
+from audit.tasks import chain_seal_task, chain_verify_task
 
 from ..conftest import database_url_for_children
 
@@ -131,7 +131,7 @@ def test_verify_audit_chain_finds_an_altered_event(capsys):
 
     with pytest.raises(CommandError, match=rf"BROKEN at seq 3 \(event id {events[2].pk}\): content does not match"):
         call_command("verify_audit_chain")
-    assert verify_events(event_ids=[e.pk for e in events]) == [events[2].pk]
+    assert verify_events(events=AuditEvent.objects.filter(action="test.event")) == [events[2].pk]
 
 
 @pytest.mark.django_db
@@ -141,8 +141,8 @@ def test_verify_audit_chain_finds_a_removed_event():
 
     _tamper("DELETE FROM audit_auditevent WHERE id = %s", [events[1].pk])
 
-    result = verify_chain()
-    assert not result.ok and result.broken_seq == 3 and "seq 2 is missing" in result.problem
+    with pytest.raises(CommandError, match=rf"BROKEN at seq 3 \(event id {events[2].pk}\): seq 2 is missing"):
+        call_command("verify_audit_chain")
 
 
 @pytest.mark.django_db
@@ -158,6 +158,27 @@ def test_the_seal_task_is_a_thin_wrapper():
     _record(n=1)
     assert chain_seal_task() == 1
     assert not AuditEvent.objects.filter(seq__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_the_verify_task_logs_a_broken_chain_as_an_error(caplog):
+    events = [_record(n=n) for n in range(2)]
+    chain_seal()
+    _tamper("UPDATE audit_auditevent SET reason = 'edited' WHERE id = %s", [events[0].pk])
+
+    chain_verify_task()
+
+    assert [r.levelname for r in caplog.records if "audit chain" in r.getMessage()] == ["ERROR"]
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_events_but_offers_no_add_change_or_delete(admin_client):
+    event = _record(n=1)
+    assert admin_client.get("/admin/audit/auditevent/").status_code == 200
+    assert admin_client.get("/admin/audit/auditevent/add/").status_code == 403
+    page = admin_client.get(f"/admin/audit/auditevent/{event.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert admin_client.post(f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
 
 
 @pytest.mark.django_db(transaction=True)
