@@ -112,7 +112,12 @@ def version_new(request, trial_id: int):
     if not has_perm(user=request.user, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk):
         raise Http404("No such page")
     current = trial.protocol_versions.filter(is_current=True).first()
-    initial = {"charter": json.dumps(current.charter, indent=2)} if current else {}
+    initial = {}
+    if current:
+        # an amendment starts from the current charter, but "requalify" is a decision for each release:
+        # carried forward, it would invalidate every site's qualification again
+        draft = {**current.charter, "procedures": [{**p, "requalify": False} for p in current.charter["procedures"]]}
+        initial = {"charter": json.dumps(draft, indent=2)}
     form = forms.ProtocolVersionForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         version = _run(form, services.protocol_version_release, actor=request.user, trial=trial,

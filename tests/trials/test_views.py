@@ -115,3 +115,10 @@ def test_editing_the_trial_record_in_the_browser(client, trial, trial_manager):
     trial.refresh_from_db()
     assert (trial.title, trial.status) == ("Renamed", "closed")
     assert trial.history.first().history_change_reason == "study closed"
+
+
+def test_an_amendment_draft_does_not_carry_the_requalify_flag_forward(client, trial, trial_manager):
+    ProtocolVersionFactory(trial=trial, charter=demo_charter(MR_BRAIN={"requalify": True}))
+    client.force_login(trial_manager)
+    draft = json.loads(client.get(f"/trials/{trial.pk}/versions/new/").context["form"].initial["charter"])
+    assert not any(p["requalify"] for p in draft["procedures"])
