@@ -1,0 +1,374 @@
+"""One controlled path in: every door (web, C-STORE, STOW-RS) files each file through ``instance_receive``.
+
+Each file is handled in its own transaction: it is either stored whole (raw
+bytes in quarantine, rows, audit event, on-commit signal) or refused with a
+reason and nothing left behind.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.core.files import File
+from django.core.files.storage import storages
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from audit.services import audit_record
+from trials.keys import patient_id_hash, trial_key
+from trials.models import Site, SiteQualification, Subject, Visit
+from trials.permissions import Perm, ensure
+from trials.services import qualification_check_scan, qualification_submit, submission_gate
+
+from . import signals
+from .dicomfile import Header, UnreadableFile, inspect
+from .exceptions import InvalidTransition, SubmissionRefused
+from .models import ImagingStudy, Instance, Series, Submission
+
+log = logging.getLogger(__name__)
+
+ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    file: str
+    outcome: str
+    reason: str = ""
+    instance_id: int | None = None
+    study_id: int | None = None
+
+
+def uid_hash(*, trial, uid: str) -> str:
+    """Keyed hash of an original DICOM UID: recognises the same object without keeping the UID."""
+    return hashlib.sha256(trial_key(trial=trial, purpose="uid-hash") + uid.encode()).hexdigest()
+
+
+# -- submissions --------------------------------------------------------------------------------------------
+
+@transaction.atomic
+def submission_open(*, actor, site: Site, channel: str, subject: Subject | None = None, visit: Visit | None = None,
+                    procedure: str = "", qualification: SiteQualification | None = None,
+                    declared_rescan: bool = False, calling_ae: str = "", remote_address: str | None = None
+                    ) -> Submission:
+    """Start a batch. The web portal declares subject, visit and procedure (or a qualification scan) and the
+    upload gate applies; the gateway and STOW-RS leave them empty and each file is matched."""
+    if actor is not None:
+        ensure(user=actor, perm=Perm.SUBMIT_IMAGES, trial_id=site.trial_id, site_id=site.pk)
+    if qualification is not None:
+        if qualification.site_id != site.pk:
+            raise SubmissionRefused("the qualification belongs to another site")
+        if qualification.status not in (SiteQualification.Status.PENDING, SiteQualification.Status.SUBMITTED):
+            raise SubmissionRefused(f"the qualification is {qualification.get_status_display().lower()}; "
+                                    "request a new one to send another test scan")
+    elif channel == Submission.Channel.WEB:
+        if subject is None or visit is None or not procedure:
+            raise SubmissionRefused("choose the subject, the visit and the procedure these scans belong to")
+        if subject.site_id != site.pk:
+            raise SubmissionRefused(f"subject {subject.code} is enrolled at another site")
+        if visit.subject_id != subject.pk:
+            raise SubmissionRefused(f"visit {visit.timepoint} belongs to another subject")
+        if procedure not in visit.procedures:
+            raise SubmissionRefused(f"{visit.label} does not call for {procedure}")
+        submission_gate(user=actor, site=site, procedure=procedure)
+    submission = Submission.objects.create(
+        trial_id=site.trial_id, site=site, submitted_by=actor, channel=channel, subject=subject, visit=visit,
+        procedure=procedure, qualification=qualification, declared_rescan=declared_rescan, calling_ae=calling_ae,
+        remote_address=remote_address)
+    audit_record(actor=actor, action="intake.submission_opened", target=submission, trial_id=site.trial_id,
+                 site_id=site.pk, subject_id=subject.pk if subject else None,
+                 subject_code=subject.code if subject else "",
+                 details={"channel": channel, "calling_ae": calling_ae, "procedure": procedure,
+                          "visit": visit.timepoint if visit else None, "declared_rescan": declared_rescan,
+                          "qualification": qualification.pk if qualification else None})
+    return submission
+
+
+@transaction.atomic
+def submission_close(*, submission: Submission) -> Submission:
+    """Finish a batch: counts and per-file results are final; a phantom batch submits its qualification."""
+    submission = Submission.objects.select_for_update().get(pk=submission.pk)
+    if submission.finished_at is None:
+        submission.finished_at = timezone.now()
+        submission.save(update_fields=["finished_at"])
+        audit_record(actor=submission.submitted_by, action="intake.submission_closed", target=submission,
+                     trial_id=submission.trial_id, site_id=submission.site_id,
+                     subject_id=submission.subject_id,
+                     details={"accepted": submission.accepted, "duplicates": submission.duplicates,
+                              "rejected": submission.rejected})
+        qualification = submission.qualification
+        if qualification is not None and submission.accepted and \
+                qualification.status == SiteQualification.Status.PENDING:
+            study = submission.instances.values_list("study_id", flat=True).first()
+            qualification_submit(actor=submission.submitted_by, qualification=qualification,
+                                 study_reference=f"Corelab study {study}")
+    return submission
+
+
+def _record(submission: Submission, outcome: FileOutcome) -> FileOutcome:
+    counter = {ACCEPTED: "accepted", DUPLICATE: "duplicates", REJECTED: "rejected"}[outcome.outcome]
+    entry = {"file": outcome.file, "outcome": outcome.outcome, "reason": outcome.reason}
+    with transaction.atomic():
+        locked = Submission.objects.select_for_update().get(pk=submission.pk)
+        setattr(locked, counter, getattr(locked, counter) + 1)
+        locked.results = [*locked.results, entry]
+        locked.save(update_fields=[counter, "results"])
+    setattr(submission, counter, getattr(locked, counter))
+    return outcome
+
+
+# -- files --------------------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def instance_receive(*, submission: Submission, path: Path, name: str) -> FileOutcome:
+    """File one received file: refuse it with a reason, acknowledge a duplicate, or store it.
+
+    ``path`` is a local file the caller owns and removes afterwards. Safe to call concurrently for files
+    of the same study (study and instance rows are protected by unique constraints and row locks).
+    """
+    try:
+        header = inspect(path)
+    except UnreadableFile as exc:
+        return _record(submission, FileOutcome(name, REJECTED, str(exc)))
+    sha256, size = _sha256(path)
+    for attempt in range(3):
+        stored_keys: list[str] = []
+        try:
+            with transaction.atomic():
+                outcome = _file(submission=submission, header=header, path=path, name=name, sha256=sha256,
+                                size=size, stored_keys=stored_keys)
+            break
+        except Exception as exc:
+            for key in stored_keys:  # nothing half-stored: no object without its rows
+                storages["quarantine"].delete(key)
+            # another association created the same study or instance a moment ago: look again
+            if not isinstance(exc, IntegrityError) or attempt == 2:
+                raise
+    return _record(submission, outcome)
+
+
+def _file(*, submission: Submission, header: Header, path: Path, name: str, sha256: str, size: int,
+          stored_keys: list[str]) -> FileOutcome:
+    trial = submission.trial
+    study_hash = uid_hash(trial=trial, uid=header.study_uid)
+    patient_hash = patient_id_hash(trial=trial, patient_id=header.patient_id) if header.patient_id else ""
+    match = _match(submission=submission, header=header, patient_hash=patient_hash)
+    if isinstance(match, str):
+        return FileOutcome(name, REJECTED, match)
+    subject, visit, procedure, unassigned_reason = match
+
+    study = (ImagingStudy.objects.select_for_update().filter(trial=trial, study_uid_hash=study_hash)
+             .exclude(status=ImagingStudy.Status.SUPERSEDED).order_by("-version").first())
+    sop_hash = uid_hash(trial=trial, uid=header.sop_instance_uid)
+    if study is not None:
+        if study.site_id != submission.site_id:
+            return FileOutcome(name, REJECTED, "this study was already received from another site")
+        if study.patient_id_hash != patient_hash:
+            return FileOutcome(name, REJECTED, "the study spans two Patient IDs: one study must be one patient")
+        existing = Instance.objects.filter(study=study, sop_uid_hash=sop_hash).first()
+        if existing is not None:
+            if existing.raw_sha256 == sha256:
+                return FileOutcome(name, DUPLICATE, "already received (same instance, same bytes)",
+                                   existing.pk, study.pk)
+            if not submission.declared_rescan:
+                return FileOutcome(name, REJECTED, "an instance with this SOP Instance UID was already received "
+                                                   "with different content; declare a rescan to send a new version")
+            study = None  # a declared rescan: the new bytes go into a new version
+    if study is None:
+        study = _study_create(submission=submission, header=header, study_hash=study_hash,
+                              patient_hash=patient_hash, subject=subject, visit=visit, procedure=procedure,
+                              unassigned_reason=unassigned_reason)
+    series, _ = Series.objects.get_or_create(
+        study=study, series_uid_hash=uid_hash(trial=trial, uid=header.series_uid),
+        defaults={"modality": header.modality, "series_number": header.series_number})
+    key = f"{trial.pk}/{submission.site_id}/{study.pk}/{series.pk}/{sop_hash}.dcm"
+    with path.open("rb") as stream:
+        stored = storages["quarantine"].save(key, File(stream, name=key))
+    stored_keys.append(stored)  # removed again by the caller if this transaction does not commit
+    instance = Instance.objects.create(
+        study=study, series=series, submission=submission, sop_class_uid=header.sop_class_uid,
+        sop_uid_hash=sop_hash, transfer_syntax_uid=header.transfer_syntax_uid, raw_key=stored, raw_sha256=sha256,
+        raw_size=size)
+    audit_record(actor=submission.submitted_by, action="intake.instance_received", target=instance,
+                 trial_id=trial.pk, site_id=submission.site_id, subject_id=study.subject_id,
+                 subject_code=study.subject.code if study.subject_id else "",
+                 details={"channel": submission.channel, "submission": submission.pk, "study": study.pk,
+                          "sha256": sha256, "size": size, "sop_class": header.sop_class_uid,
+                          "transfer_syntax": header.transfer_syntax_uid})
+    transaction.on_commit(lambda: signals.instance_received.send(sender=Instance, instance_id=instance.pk))
+    return FileOutcome(name, ACCEPTED, "", instance.pk, study.pk)
+
+
+def _match(*, submission: Submission, header: Header, patient_hash: str):
+    """(subject, visit, procedure, unassigned reason) for the file, or a rejection reason."""
+    trial = submission.trial
+    matched = Subject.objects.filter(trial=trial, patient_id_hash=patient_hash).select_related("site").first() \
+        if patient_hash else None
+    if matched is not None and matched.site_id != submission.site_id:
+        return f"the Patient ID belongs to a subject of another site ({matched.code} is not enrolled at this site)"
+    if submission.qualification_id:
+        return None, None, submission.qualification.procedure, ""
+    if submission.subject_id:
+        if matched is not None and matched.pk != submission.subject_id:
+            return (f"the Patient ID is that of subject {matched.code}, not {submission.subject.code}: "
+                    "check the patient before uploading")
+        return submission.subject, submission.visit, submission.procedure, ""
+    if matched is None:
+        return None, None, "", "no enrolled subject matches the Patient ID"
+    date = header.acquisition_date
+    if date is None:
+        return matched, None, "", "the file has no acquisition, series or study date"
+    visits = [v for v in matched.visits.all() if v.window_start <= date <= v.window_end]
+    if len(visits) != 1:
+        why = "falls in no visit window" if not visits else "falls in more than one visit window"
+        return matched, None, "", f"acquisition date {date:%Y-%m-%d} {why}"
+    visit = visits[0]
+    charter = visit.protocol_version.parsed_charter
+    candidates = [code for code in visit.procedures
+                  if header.modality in charter.procedure(code).modalities
+                  and (not charter.procedure(code).body_parts or not header.body_part
+                       or header.body_part in charter.procedure(code).body_parts)]
+    if len(candidates) != 1:
+        return matched, visit, "", (f"modality {header.modality or '?'} / body part {header.body_part or '?'} "
+                                    f"matches {len(candidates)} procedures of {visit.label}")
+    return matched, visit, candidates[0], ""
+
+
+def _study_create(*, submission, header, study_hash, patient_hash, subject, visit, procedure,
+                  unassigned_reason) -> ImagingStudy:
+    trial = submission.trial
+    status = ImagingStudy.Status.UNASSIGNED if unassigned_reason else ImagingStudy.Status.RECEIVED
+    version, previous = 1, None
+    if subject is not None and visit is not None and procedure:
+        previous = (ImagingStudy.objects.filter(subject=subject, visit=visit, procedure=procedure)
+                    .order_by("-version").first())
+        version = previous.version + 1 if previous else 1
+    same_uid = ImagingStudy.objects.filter(trial=trial, study_uid_hash=study_hash).aggregate(v=Max("version"))["v"]
+    if same_uid and not previous:
+        version = same_uid + 1
+    study = ImagingStudy.objects.create(
+        trial=trial, site=submission.site, subject=subject, visit=visit, procedure=procedure,
+        qualification=submission.qualification, version=version, supersedes=previous, status=status,
+        study_uid_hash=study_hash, patient_id_hash=patient_hash, acquisition_date=header.acquisition_date,
+        modality=header.modality, unassigned_reason=unassigned_reason)
+    audit_record(actor=submission.submitted_by, action="intake.study_created", target=study, trial_id=trial.pk,
+                 site_id=submission.site_id, subject_id=subject.pk if subject else None,
+                 subject_code=subject.code if subject else "",
+                 details={"version": version, "supersedes": previous.pk if previous else None,
+                          "visit": visit.timepoint if visit else None, "procedure": procedure,
+                          "status": status, "unassigned_reason": unassigned_reason,
+                          "acquisition_date": header.acquisition_date.isoformat() if header.acquisition_date
+                          else None})
+    if procedure and submission.qualification_id is None:
+        qualification_check_scan(site=submission.site, procedure=procedure, identity=header.scanner_identity())
+    return study
+
+
+# -- the status machine -------------------------------------------------------------------------------------
+
+S = ImagingStudy.Status
+STUDY_TRANSITIONS: dict[str, set[str]] = {
+    S.UNASSIGNED: {S.RECEIVED, S.REJECTED},
+    S.RECEIVED: {S.DEIDENTIFYING, S.REJECTED},
+    # more instances arriving re-opens de-identification (and later QC)
+    S.DEIDENTIFYING: {S.DEIDENTIFIED, S.REJECTED},
+    S.DEIDENTIFIED: {S.QC_PENDING, S.DEIDENTIFYING},
+    S.QC_PENDING: {S.ACCEPTED, S.REJECTED, S.DEIDENTIFYING},
+    S.ACCEPTED: {S.SUPERSEDED},
+    S.REJECTED: {S.SUPERSEDED},
+    S.SUPERSEDED: set(),
+}
+IS = Instance.Status
+INSTANCE_TRANSITIONS: dict[str, set[str]] = {
+    IS.RECEIVED: {IS.DEIDENTIFYING},
+    IS.DEIDENTIFYING: {IS.DEIDENTIFIED, IS.FAILED},
+    IS.FAILED: {IS.DEIDENTIFYING},
+    IS.DEIDENTIFIED: set(),
+}
+
+
+@transaction.atomic
+def study_transition(*, actor, study: ImagingStudy, to: str, reason: str = "", details: dict | None = None
+                     ) -> ImagingStudy:
+    """Move a study to its next status; an illegal move raises InvalidTransition. Audited."""
+    study = ImagingStudy.objects.select_for_update().get(pk=study.pk)
+    if to not in STUDY_TRANSITIONS[study.status]:
+        raise InvalidTransition(f"study {study.pk} is {study.get_status_display().lower()}; it cannot become "
+                                f"{ImagingStudy.Status(to).label.lower()}")
+    before = study.status
+    study.status, study.status_changed_at = to, timezone.now()
+    study._change_reason = reason
+    study.save(update_fields=["status", "status_changed_at"])
+    audit_record(actor=actor, action="intake.study_status_changed", target=study, trial_id=study.trial_id,
+                 site_id=study.site_id, subject_id=study.subject_id, reason=reason,
+                 details={"from": before, "to": to, **(details or {})})
+    return study
+
+
+@transaction.atomic
+def instance_transition(*, actor, instance: Instance, to: str, details: dict | None = None) -> Instance:
+    """Move an instance to its next status; an illegal move raises InvalidTransition. Audited."""
+    instance = Instance.objects.select_for_update().select_related("study").get(pk=instance.pk)
+    if to not in INSTANCE_TRANSITIONS[instance.status]:
+        raise InvalidTransition(f"instance {instance.pk} is {instance.get_status_display().lower()}; it cannot "
+                                f"become {Instance.Status(to).label.lower()}")
+    before = instance.status
+    instance.status, instance.status_changed_at = to, timezone.now()
+    instance.save(update_fields=["status", "status_changed_at"])
+    audit_record(actor=actor, action="intake.instance_status_changed", target=instance,
+                 trial_id=instance.study.trial_id, site_id=instance.study.site_id,
+                 subject_id=instance.study.subject_id, details={"from": before, "to": to, **(details or {})})
+    return instance
+
+
+# -- the unassigned inbox -----------------------------------------------------------------------------------
+
+@transaction.atomic
+def study_assign(*, actor, study: ImagingStudy, subject: Subject, visit: Visit, procedure: str) -> ImagingStudy:
+    """The site's coordinator attaches an unassigned study to its subject, visit and procedure."""
+    study = ImagingStudy.objects.select_for_update().get(pk=study.pk)
+    ensure(user=actor, perm=Perm.SUBMIT_IMAGES, trial_id=study.trial_id, site_id=study.site_id)
+    if study.status != ImagingStudy.Status.UNASSIGNED:
+        raise InvalidTransition(f"study {study.pk} is not in the unassigned inbox")
+    if subject.site_id != study.site_id or visit.subject_id != subject.pk:
+        raise SubmissionRefused("choose a subject of this site and one of that subject's visits")
+    if procedure not in visit.procedures:
+        raise SubmissionRefused(f"{visit.label} does not call for {procedure}")
+    if study.patient_id_hash and subject.patient_id_hash != study.patient_id_hash:
+        raise SubmissionRefused(f"the study's Patient ID is not {subject.code}'s")
+    previous = (ImagingStudy.objects.filter(subject=subject, visit=visit, procedure=procedure)
+                .order_by("-version").first())
+    study.subject, study.visit, study.procedure = subject, visit, procedure
+    study.version = previous.version + 1 if previous else 1
+    study.supersedes = previous
+    study.unassigned_reason = ""
+    study.save(update_fields=["subject", "visit", "procedure", "version", "supersedes", "unassigned_reason"])
+    audit_record(actor=actor, action="intake.study_assigned", target=study, trial_id=study.trial_id,
+                 site_id=study.site_id, subject_id=subject.pk, subject_code=subject.code,
+                 details={"visit": visit.timepoint, "procedure": procedure, "version": study.version})
+    study_transition(actor=actor, study=study, to=ImagingStudy.Status.RECEIVED, reason="assigned from the inbox")
+    for instance_id in study.instances.values_list("pk", flat=True):
+        transaction.on_commit(lambda pk=instance_id: signals.instance_received.send(sender=Instance,
+                                                                                   instance_id=pk))
+    return study
+
+
+@transaction.atomic
+def study_reject_unassigned(*, actor, study: ImagingStudy, reason: str) -> ImagingStudy:
+    """The coordinator refuses an unassigned study (wrong patient, not a trial scan); kept on record."""
+    ensure(user=actor, perm=Perm.SUBMIT_IMAGES, trial_id=study.trial_id, site_id=study.site_id)
+    if not reason.strip():
+        raise SubmissionRefused("say why the study is rejected")
+    if study.status != ImagingStudy.Status.UNASSIGNED:
+        raise InvalidTransition(f"study {study.pk} is not in the unassigned inbox")
+    return study_transition(actor=actor, study=study, to=ImagingStudy.Status.REJECTED, reason=reason.strip())
