@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STATIC_SOURCES := $(shell find static templates -type f 2>/dev/null)
-# Debian packages the tests drive as real peers: the browser for Playwright.
-TEST_DEBS := chromium
+# Debian packages the tests drive as real peers: the browser for Playwright, DCMTK's DICOM clients.
+TEST_DEBS := chromium dcmtk
 
 .PHONY: install run test lint bench debs
 

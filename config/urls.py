@@ -4,12 +4,15 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from intake.urls import api_urlpatterns as intake_api
+from intake.urls import dicomweb_urlpatterns
 from trials.urls import api_urlpatterns as trials_api
 
 from .health import healthz
 
 api_urlpatterns = [
     *trials_api,
+    *intake_api,
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -23,5 +26,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
     path("healthz", healthz, name="healthz"),
+    path("dicomweb/", include(dicomweb_urlpatterns)),
+    path("", include("intake.urls")),
     path("", include("trials.urls")),
 ]

@@ -25,7 +25,7 @@ from trials.services import qualification_check_scan, qualification_submit, subm
 from . import signals
 from .dicomfile import Header, UnreadableFile, inspect
 from .exceptions import InvalidTransition, SubmissionRefused
-from .models import ImagingStudy, Instance, Series, Submission
+from .models import GatewayPeer, ImagingStudy, Instance, Series, Submission
 
 log = logging.getLogger(__name__)
 
@@ -372,3 +372,20 @@ def study_reject_unassigned(*, actor, study: ImagingStudy, reason: str) -> Imagi
     if study.status != ImagingStudy.Status.UNASSIGNED:
         raise InvalidTransition(f"study {study.pk} is not in the unassigned inbox")
     return study_transition(actor=actor, study=study, to=ImagingStudy.Status.REJECTED, reason=reason.strip())
+
+
+# -- DICOM senders ------------------------------------------------------------------------------------------
+
+@transaction.atomic
+def gateway_peer_register(*, actor, site: Site, ae_title: str, source_address: str | None = None) -> GatewayPeer:
+    """Allow a site's PACS or modality to push to the gateway under its calling AE title (trial managers)."""
+    ensure(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=site.trial_id)
+    ae_title = ae_title.strip()
+    if not ae_title or len(ae_title) > 16 or "\\" in ae_title:
+        raise SubmissionRefused("an AE title has 1 to 16 characters and no backslash")
+    if GatewayPeer.objects.filter(ae_title=ae_title).exists():
+        raise SubmissionRefused(f"AE title {ae_title} is already registered")
+    peer = GatewayPeer.objects.create(site=site, ae_title=ae_title, source_address=source_address or None)
+    audit_record(actor=actor, action="intake.gateway_peer_registered", target=peer, trial_id=site.trial_id,
+                 site_id=site.pk, details={"ae_title": ae_title, "source_address": source_address})
+    return peer
