@@ -214,6 +214,13 @@ STORAGES = {
                     if not DEBUG else "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+# Intake limits: a file or archive over these is refused with a reason, never half-stored.
+INTAKE_MAX_FILE_BYTES = env.int("INTAKE_MAX_FILE_BYTES", default=2 * 1024**3)
+INTAKE_MAX_ARCHIVE_BYTES = env.int("INTAKE_MAX_ARCHIVE_BYTES", default=8 * 1024**3)  # uncompressed total
+INTAKE_MAX_ZIP_RATIO = env.int("INTAKE_MAX_ZIP_RATIO", default=100)  # per member, uncompressed / compressed
+INTAKE_MAX_ARCHIVE_MEMBERS = env.int("INTAKE_MAX_ARCHIVE_MEMBERS", default=20000)
+FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
+
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="corelab@localhost")
 
