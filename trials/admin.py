@@ -1,20 +1,13 @@
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
+from audit.admin import ReadOnlyAdminMixin
+
 from .models import Membership, ProtocolVersion, Site, Trial
 
 
-class ReadOnlyAdmin(SimpleHistoryAdmin):
-    """Regulated data changes only through services, which record audit events; the admin only shows it."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+    pass
 
 
 @admin.register(Trial)

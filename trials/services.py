@@ -67,14 +67,20 @@ def trial_update(*, actor, trial: Trial, reason: str, **changes) -> Trial:
     if not changes:
         raise ValidationError("nothing to change")
     trial = Trial.objects.select_for_update().get(pk=trial.pk)
-    before = {field: getattr(trial, field) for field in changes}
-    for field, value in changes.items():
-        setattr(trial, field, value)
-    trial.full_clean()
-    history_save(instance=trial, reason=reason, update_fields=list(changes))
+    details = _correct(instance=trial, changes=changes, reason=reason)
     audit_record(actor=actor, action="trials.trial_updated", target=trial, trial_id=trial.pk, reason=reason,
-                 details={"before": _jsonable(before), "after": _jsonable(changes)})
+                 details=details)
     return trial
+
+
+def _correct(*, instance, changes: dict, reason: str) -> dict:
+    """Apply a reasoned correction to a locked row; returns the before/after the audit event records."""
+    before = {field: getattr(instance, field) for field in changes}
+    for field, value in changes.items():
+        setattr(instance, field, value)
+    instance.full_clean()
+    history_save(instance=instance, reason=reason, update_fields=list(changes))
+    return {"before": _jsonable(before), "after": _jsonable(changes)}
 
 
 @transaction.atomic
@@ -173,13 +179,9 @@ def site_update(*, actor, site: Site, reason: str, **changes) -> Site:
     """Correct a site's attributes, with a reason."""
     ensure(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=site.trial_id)
     site = Site.objects.select_for_update().get(pk=site.pk)
-    before = {field: getattr(site, field) for field in changes}
-    for field, value in changes.items():
-        setattr(site, field, value)
-    site.full_clean()
-    history_save(instance=site, reason=reason, update_fields=list(changes))
+    details = _correct(instance=site, changes=changes, reason=reason)
     audit_record(actor=actor, action="trials.site_updated", target=site, trial_id=site.trial_id, site_id=site.pk,
-                 reason=reason, details={"before": _jsonable(before), "after": _jsonable(changes)})
+                 reason=reason, details=details)
     return site
 
 
@@ -204,12 +206,9 @@ def scanner_update(*, actor, scanner: Scanner, reason: str, **changes) -> Scanne
     _ensure_site_actor(actor=actor, site=scanner.site)
     scanner = Scanner.objects.select_for_update().get(pk=scanner.pk)
     before = scanner.identity()
-    for field, value in changes.items():
-        setattr(scanner, field, value)
-    scanner.full_clean()
-    history_save(instance=scanner, reason=reason, update_fields=list(changes))
+    details = _correct(instance=scanner, changes=changes, reason=reason)
     audit_record(actor=actor, action="trials.scanner_updated", target=scanner, trial_id=scanner.site.trial_id,
-                 site_id=scanner.site_id, reason=reason, details={"before": before, "after": scanner.identity()})
+                 site_id=scanner.site_id, reason=reason, details=details)
     if scanner.identity() != before:
         for qualification in scanner.qualifications.filter(status__in=_LIVE_QUALIFICATION):
             _qualification_invalidate(actor=actor, qualification=qualification,
