@@ -25,4 +25,5 @@ RUN SECRET_KEY=build-only python manage.py collectstatic --noinput -v0 \
     && mkdir -p /app/var && chown corelab /app/var
 USER corelab
 EXPOSE 8000 11112
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+# gthread: a 1 GB upload is one long request; sync workers would be killed at the 30 s timeout
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-"]

@@ -77,8 +77,9 @@ def _has_gateway() -> bool:
 def _children(port: int, dicom_port: int, var: Path) -> dict[str, list[str]]:
     python = sys.executable
     commands = {
+        # gthread: a large upload is one long request, which a sync worker's 30 s timeout would kill
         "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                "--access-logfile", "-", "--graceful-timeout", "10"],
+                "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-", "--graceful-timeout", "10"],
         # one local worker: nobody to mingle or gossip with, and skipping it saves a second at start
         "worker": [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2",
                    "--without-mingle", "--without-gossip"],

@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class IntakeConfig(AppConfig):
     name = "intake"
     verbose_name = "Intake"
+
+    def ready(self) -> None:
+        from trials import navigation
+        from trials.permissions import Perm
+
+        navigation.register(navigation.NavItem("Upload", "upload", perm=Perm.SUBMIT_IMAGES, order=12))
+        navigation.register(navigation.NavItem("Unassigned inbox", "intake-inbox",
+                                               perm=(Perm.SUBMIT_IMAGES, Perm.MANAGE_TRIAL), order=14))
+        navigation.register(navigation.NavItem("Expected vs. received", "intake-expected",
+                                               perm=(Perm.SUBMIT_IMAGES, Perm.VIEW_ALL_SITES), order=16))

@@ -6,20 +6,23 @@ reason and nothing left behind.
 """
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from audit.services import audit_record
+from trials.exceptions import SubmissionBlocked
 from trials.keys import patient_id_hash, trial_key
 from trials.models import Site, SiteQualification, Subject, Visit
-from trials.permissions import Perm, ensure
+from trials.permissions import Perm, ensure, has_perm
 from trials.services import qualification_check_scan, qualification_submit, submission_gate
 
 from . import signals
@@ -107,15 +110,22 @@ def submission_close(*, submission: Submission) -> Submission:
     return submission
 
 
+def file_refuse(*, submission: Submission, name: str, reason: str) -> FileOutcome:
+    """Record a file refused before it could be filed (over the size limit, a bad archive member, ...)."""
+    return _record(submission, FileOutcome(name, REJECTED, reason))
+
+
 def _record(submission: Submission, outcome: FileOutcome) -> FileOutcome:
+    """Count the outcome and append it to the submission's results, in SQL: no read-rewrite per file.
+
+    Only the file's base name is kept: folder names written by a site's computer can carry a patient's name.
+    """
     counter = {ACCEPTED: "accepted", DUPLICATE: "duplicates", REJECTED: "rejected"}[outcome.outcome]
-    entry = {"file": outcome.file, "outcome": outcome.outcome, "reason": outcome.reason}
-    with transaction.atomic():
-        locked = Submission.objects.select_for_update().get(pk=submission.pk)
-        setattr(locked, counter, getattr(locked, counter) + 1)
-        locked.results = [*locked.results, entry]
-        locked.save(update_fields=[counter, "results"])
-    setattr(submission, counter, getattr(locked, counter))
+    entry = {"file": PurePath(outcome.file.replace("\\", "/")).name[:255], "outcome": outcome.outcome,
+             "reason": outcome.reason}
+    Submission.objects.filter(pk=submission.pk).update(
+        **{counter: F(counter) + 1}, results=RawSQL("results || %s::jsonb", [json.dumps([entry])]))
+    setattr(submission, counter, getattr(submission, counter) + 1)
     return outcome
 
 
@@ -185,6 +195,10 @@ def _file(*, submission: Submission, header: Header, path: Path, name: str, sha2
                                                    "with different content; declare a rescan to send a new version")
             study = None  # a declared rescan: the new bytes go into a new version
     if study is None:
+        # gated per study, not per file: a study that has begun arriving is never cut in half
+        refusal = _gate(submission=submission, procedure=procedure)
+        if refusal:
+            return FileOutcome(name, REJECTED, refusal)
         study = _study_create(submission=submission, header=header, study_hash=study_hash,
                               patient_hash=patient_hash, subject=subject, visit=visit, procedure=procedure,
                               unassigned_reason=unassigned_reason)
@@ -207,6 +221,25 @@ def _file(*, submission: Submission, header: Header, path: Path, name: str, sha2
                           "transfer_syntax": header.transfer_syntax_uid})
     transaction.on_commit(lambda: signals.instance_received.send(sender=Instance, instance_id=instance.pk))
     return FileOutcome(name, ACCEPTED, "", instance.pk, study.pk)
+
+
+def _gate(*, submission: Submission, procedure: str) -> str:
+    """The upload gate for matched files that did not pass it when the batch opened; '' when open.
+
+    The web portal is gated at submission_open; qualification scans are exempt. The gateway has no user,
+    so only the site's qualification is checked; STOW-RS checks the sending user's training too.
+    """
+    if not procedure or submission.qualification_id or submission.channel == Submission.Channel.WEB:
+        return ""
+    try:
+        if submission.submitted_by is not None:
+            submission_gate(user=submission.submitted_by, site=submission.site, procedure=procedure)
+        elif not SiteQualification.objects.filter(site=submission.site, procedure=procedure,
+                                                  status=SiteQualification.Status.APPROVED).exists():
+            return f"site {submission.site.number} is not qualified for {procedure}"
+    except SubmissionBlocked as exc:
+        return str(exc)
+    return ""
 
 
 def _match(*, submission: Submission, header: Header, patient_hash: str):
@@ -337,7 +370,7 @@ def instance_transition(*, actor, instance: Instance, to: str, details: dict | N
 def study_assign(*, actor, study: ImagingStudy, subject: Subject, visit: Visit, procedure: str) -> ImagingStudy:
     """The site's coordinator attaches an unassigned study to its subject, visit and procedure."""
     study = ImagingStudy.objects.select_for_update().get(pk=study.pk)
-    ensure(user=actor, perm=Perm.SUBMIT_IMAGES, trial_id=study.trial_id, site_id=study.site_id)
+    _ensure_inbox_actor(actor=actor, study=study)
     if study.status != ImagingStudy.Status.UNASSIGNED:
         raise InvalidTransition(f"study {study.pk} is not in the unassigned inbox")
     if subject.site_id != study.site_id or visit.subject_id != subject.pk:
@@ -366,12 +399,19 @@ def study_assign(*, actor, study: ImagingStudy, subject: Subject, visit: Visit, 
 @transaction.atomic
 def study_reject_unassigned(*, actor, study: ImagingStudy, reason: str) -> ImagingStudy:
     """The coordinator refuses an unassigned study (wrong patient, not a trial scan); kept on record."""
-    ensure(user=actor, perm=Perm.SUBMIT_IMAGES, trial_id=study.trial_id, site_id=study.site_id)
+    _ensure_inbox_actor(actor=actor, study=study)
     if not reason.strip():
         raise SubmissionRefused("say why the study is rejected")
     if study.status != ImagingStudy.Status.UNASSIGNED:
         raise InvalidTransition(f"study {study.pk} is not in the unassigned inbox")
     return study_transition(actor=actor, study=study, to=ImagingStudy.Status.REJECTED, reason=reason.strip())
+
+
+def _ensure_inbox_actor(*, actor, study: ImagingStudy) -> None:
+    """The site's coordinators, or the trial's managers, work a site's inbox."""
+    if has_perm(user=actor, perm=Perm.SUBMIT_IMAGES, trial_id=study.trial_id, site_id=study.site_id):
+        return
+    ensure(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=study.trial_id)
 
 
 # -- DICOM senders ------------------------------------------------------------------------------------------

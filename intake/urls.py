@@ -3,15 +3,41 @@
 from django.urls import path  # noqa: F401  (used by the lists below)
 
 # web upload portal (intake.views.upload)
-upload_patterns: list = []
+from .views import upload  # kept beside its list so each part of intake owns its lines
+
+upload_patterns: list = [
+    path("upload/", upload.upload_start, name="upload"),
+    path("upload/<int:submission_id>/", upload.submission_detail, name="upload-submission"),
+    path("upload/<int:submission_id>/files/", upload.submission_file, name="upload-file"),
+    path("upload/<int:submission_id>/finish/", upload.submission_finish, name="upload-finish"),
+]
 
 # unassigned inbox, expected vs. received (intake.views.tracking)
-tracking_patterns: list = []
+from .views import tracking  # noqa: E402  (kept beside its list so each part of intake owns its lines)
+
+tracking_patterns: list = [
+    path("intake/inbox/", tracking.inbox, name="intake-inbox"),
+    path("intake/inbox/<int:study_id>/assign/", tracking.inbox_assign, name="intake-inbox-assign"),
+    path("intake/inbox/<int:study_id>/reject/", tracking.inbox_reject, name="intake-inbox-reject"),
+    path("intake/expected/", tracking.expected, name="intake-expected"),
+]
 
 urlpatterns = upload_patterns + tracking_patterns
 
 # REST API under /api/ (intake.api)
-api_urlpatterns: list = []
+from . import api  # noqa: E402
 
-# DICOMweb under /dicomweb/ (intake.stow)
-dicomweb_urlpatterns: list = []
+api_urlpatterns: list = [
+    path("intake/inbox/", api.InboxListApi.as_view(), name="api-intake-inbox"),
+    path("intake/studies/<int:study_id>/assign/", api.StudyAssignApi.as_view(), name="api-intake-study-assign"),
+    path("intake/studies/<int:study_id>/reject/", api.StudyRejectApi.as_view(), name="api-intake-study-reject"),
+    path("intake/trials/<int:trial_id>/expected/", api.ExpectedListApi.as_view(), name="api-intake-expected"),
+]
+
+# DICOMweb under /dicomweb/ (intake.stow); no trailing slash, as DICOMweb clients build the URLs
+from . import stow  # noqa: E402
+
+dicomweb_urlpatterns: list = [
+    path("studies", stow.StowApi.as_view(), name="dicomweb-stow"),
+    path("studies/<str:study_uid>", stow.StowStudyApi.as_view(), name="dicomweb-stow-study"),
+]

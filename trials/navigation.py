@@ -15,7 +15,7 @@ from .permissions import Perm, trial_ids_with
 class NavItem:
     label: str
     url_name: str
-    perm: Perm | None = None  # None: every signed-in user
+    perm: Perm | tuple[Perm, ...] | None = None  # None: every signed-in user; a tuple: any of them
     staff_only: bool = False
     order: int = 100
 
@@ -35,7 +35,8 @@ def nav_for(user) -> list[dict]:
     for item in sorted(_items.values(), key=lambda i: (i.order, i.label)):
         if item.staff_only and not user.is_staff:
             continue
-        if item.perm is not None and not trial_ids_with(user=user, perm=item.perm):
+        perms = item.perm if isinstance(item.perm, tuple) else (item.perm,)
+        if item.perm is not None and not any(trial_ids_with(user=user, perm=perm) for perm in perms):
             continue
         entries.append({"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name})
     return entries

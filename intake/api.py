@@ -1,0 +1,155 @@
+"""REST API of intake: the unassigned inbox and expected vs. received.
+
+Every object is reached through a selector that takes the user (404 when not visible); every write goes
+through a service (audited, permission-checked). STOW-RS lives in intake.stow.
+"""
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from trials.models import Visit
+from trials.selectors import site_get_for_user, site_list_for_user, subject_get_for_user, trial_get_for_user
+
+from . import selectors, services
+from .models import ImagingStudy
+from .selectors import Expectation
+
+# -- outputs ------------------------------------------------------------------------------------------------
+
+
+class StudyOutput(serializers.ModelSerializer):
+    trial = serializers.CharField(source="trial.protocol_number")
+    site = serializers.CharField(source="site.number")
+    site_id = serializers.IntegerField()
+    subject = serializers.CharField(source="subject.code", default=None)
+    visit = serializers.CharField(source="visit.timepoint", default=None)
+    # a plain string: the status names are ImagingStudy's own, documented on the model
+    status = serializers.CharField()
+    instance_count = serializers.IntegerField(default=None)
+    received_at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = ImagingStudy
+        fields = ["id", "trial", "site", "site_id", "subject", "visit", "procedure", "version", "status",
+                  "modality", "acquisition_date", "unassigned_reason", "instance_count", "received_at"]
+
+
+class ExpectedOutput(serializers.Serializer):
+    subject_id = serializers.IntegerField()
+    subject_code = serializers.CharField()
+    subject_status = serializers.CharField()
+    site_id = serializers.IntegerField()
+    site_number = serializers.CharField()
+    visit_id = serializers.IntegerField()
+    timepoint = serializers.CharField()
+    visit_label = serializers.CharField()
+    day = serializers.IntegerField(help_text="nominal day from enrollment")
+    nominal_date = serializers.DateField()
+    window_start = serializers.DateField()
+    window_end = serializers.DateField()
+    procedure = serializers.CharField()
+    status = serializers.CharField(help_text="received, due (window open), overdue (window closed, nothing "
+                                             "received) or not_due (window not open yet)")
+    expected = serializers.BooleanField(help_text="its window has opened")
+    study_id = serializers.IntegerField(allow_null=True, help_text="the latest version that counts")
+    study_status = serializers.CharField()
+    versions = serializers.IntegerField(help_text="versions that count as received")
+    rejected_versions = serializers.IntegerField()
+
+
+# -- the unassigned inbox -----------------------------------------------------------------------------------
+
+@extend_schema(tags=["intake"], responses=StudyOutput(many=True), parameters=[
+    OpenApiParameter("trial", int, description="only this trial"),
+    OpenApiParameter("site", int, description="only this site")])
+class InboxListApi(APIView):
+    def get(self, request):
+        """Studies awaiting assignment, oldest first: coordinators their sites, trial managers every site."""
+        if not selectors.inbox_visible_to(user=request.user):
+            raise Http404("No such page")
+        filters = {}
+        for name in ("trial", "site"):
+            value = request.query_params.get(name)
+            if value is not None:
+                if not value.isdigit():
+                    raise serializers.ValidationError({name: ["give an id"]})
+                filters[f"{name}_id"] = int(value)
+        studies = selectors.unassigned_study_list_for_user(user=request.user, **filters)
+        return Response(StudyOutput(studies, many=True).data)
+
+
+class StudyAssignInput(serializers.Serializer):
+    subject = serializers.IntegerField()
+    visit = serializers.IntegerField()
+    procedure = serializers.CharField(max_length=32)
+
+
+@extend_schema(tags=["intake"], request=StudyAssignInput, responses=StudyOutput)
+class StudyAssignApi(APIView):
+    def post(self, request, study_id: int):
+        """Attach an unassigned study to its subject, visit and procedure (the site's coordinators)."""
+        study = selectors.inbox_study_get_for_user(user=request.user, study_id=study_id)
+        data = StudyAssignInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        subject = subject_get_for_user(user=request.user, subject_id=data.validated_data["subject"])
+        visit = Visit.objects.filter(pk=data.validated_data["visit"], subject=subject).first()
+        if visit is None:
+            raise serializers.ValidationError({"visit": [f"choose one of {subject.code}'s visits"]})
+        services.study_assign(actor=request.user, study=study, subject=subject, visit=visit,
+                              procedure=data.validated_data["procedure"])
+        return Response(StudyOutput(selectors.inbox_study_get_for_user(user=request.user, study_id=study_id)).data)
+
+
+class StudyRejectInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=300, help_text="why the study is not a trial scan of this site")
+
+
+@extend_schema(tags=["intake"], request=StudyRejectInput, responses=StudyOutput)
+class StudyRejectApi(APIView):
+    def post(self, request, study_id: int):
+        """Refuse an unassigned study with a reason (the site's coordinators); it stays on record."""
+        study = selectors.inbox_study_get_for_user(user=request.user, study_id=study_id)
+        data = StudyRejectInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.study_reject_unassigned(actor=request.user, study=study, reason=data.validated_data["reason"])
+        return Response(StudyOutput(selectors.inbox_study_get_for_user(user=request.user, study_id=study_id)).data)
+
+
+# -- expected vs. received ----------------------------------------------------------------------------------
+
+class ExpectedPagination(PageNumberPagination):
+    # a row is one procedure of one visit: a large trial has tens of thousands
+    page_size = 1000
+    page_size_query_param = "page_size"
+    max_page_size = 10000
+
+
+@extend_schema(tags=["intake"], responses=ExpectedOutput(many=True), parameters=[
+    OpenApiParameter("site", int, description="only this site (for roles that see every site)"),
+    OpenApiParameter("status", str, enum=[e.value for e in Expectation], description="only rows in this status")])
+class ExpectedListApi(APIView):
+    pagination_class = ExpectedPagination
+
+    def get(self, request, trial_id: int):
+        """Per subject, visit and procedure of the schedule: received, due, overdue or not yet due today."""
+        trial = trial_get_for_user(user=request.user, trial_id=trial_id)
+        if not site_list_for_user(user=request.user, trial=trial).exists():
+            raise Http404("No such page")  # readers see the trial but no site, so no subject either
+        site = request.query_params.get("site")
+        if site is not None:
+            if not site.isdigit():
+                raise serializers.ValidationError({"site": ["give a site id"]})
+            site = site_get_for_user(user=request.user, trial_id=trial.pk, site_id=int(site)).pk
+        wanted = request.query_params.get("status")
+        if wanted is not None and wanted not in Expectation._value2member_map_:
+            raise serializers.ValidationError({"status": [f"one of {', '.join(e.value for e in Expectation)}"]})
+        rows = selectors.expected_procedure_list_for_user(user=request.user, trial=trial, site_id=site)
+        if wanted is not None:
+            rows = [row for row in rows if row.status == wanted]
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(ExpectedOutput(page, many=True).data)
