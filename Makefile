@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STATIC_SOURCES := $(shell find static templates -type f 2>/dev/null)
-# Debian packages the tests drive as real peers: the browser for Playwright, DCMTK's DICOM clients.
-TEST_DEBS := chromium dcmtk
+# Debian packages the tests drive as real peers: the browser for Playwright, DCMTK's DICOM clients,
+# and dicom3tools' dciodvfy, the IOD validator de-identified output is checked with.
+TEST_DEBS := chromium dcmtk dicom3tools
 
 .PHONY: install run test lint bench debs
 
