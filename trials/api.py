@@ -226,13 +226,51 @@ class SiteListApi(APIView):
         return Response(SiteOutput(site).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(tags=["sites"])
-class SiteDetailApi(generics.RetrieveAPIView):
-    serializer_class = SiteOutput
+class SiteUpdateInput(serializers.Serializer):
+    reason = serializers.CharField(help_text="why the site record is corrected (kept in its history)")
+    name = serializers.CharField(max_length=200, required=False)
+    country = serializers.CharField(max_length=2, required=False)
+    time_zone = serializers.CharField(max_length=64, required=False)
+    status = serializers.ChoiceField(choices=Site.Status.choices, required=False)
 
-    def get_object(self):
-        return selectors.site_get_for_user(user=self.request.user, trial_id=self.kwargs["trial_id"],
-                                           site_id=self.kwargs["site_id"])
+
+@extend_schema(tags=["sites"])
+class SiteDetailApi(APIView):
+    @extend_schema(responses=SiteOutput)
+    def get(self, request, trial_id: int, site_id: int):
+        return Response(SiteOutput(selectors.site_get_for_user(user=request.user, trial_id=trial_id,
+                                                               site_id=site_id)).data)
+
+    @extend_schema(request=SiteUpdateInput, responses=SiteOutput)
+    def patch(self, request, trial_id: int, site_id: int):
+        """Correct a site record (trial managers), with a reason."""
+        site = selectors.site_get_for_user(user=request.user, trial_id=trial_id, site_id=site_id)
+        data = SiteUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        reason = changes.pop("reason")
+        return Response(SiteOutput(services.site_update(actor=request.user, site=site, reason=reason,
+                                                        **changes)).data)
+
+
+class ScannerUpdateInput(serializers.Serializer):
+    reason = serializers.CharField(help_text="e.g. 'vendor software upgrade'; kept in the scanner's history")
+    software_version = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    station_name = serializers.CharField(max_length=16, required=False, allow_blank=True)
+    active = serializers.BooleanField(required=False)
+
+
+@extend_schema(tags=["sites"], request=ScannerUpdateInput, responses=ScannerOutput)
+class ScannerUpdateApi(APIView):
+    def patch(self, request, scanner_id: int):
+        """Record a scanner change; a changed identity (software) invalidates its qualifications."""
+        scanner = selectors.scanner_get_for_user(user=request.user, scanner_id=scanner_id)
+        data = ScannerUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        reason = changes.pop("reason")
+        return Response(ScannerOutput(services.scanner_update(actor=request.user, scanner=scanner, reason=reason,
+                                                              **changes)).data)
 
 
 class ScannerInput(serializers.Serializer):

@@ -37,6 +37,7 @@ api_urlpatterns = [
     path("trials/<int:trial_id>/sites/<int:site_id>/", api.SiteDetailApi.as_view(), name="api-site-detail"),
     path("trials/<int:trial_id>/sites/<int:site_id>/scanners/", api.ScannerListApi.as_view(),
          name="api-scanner-list"),
+    path("scanners/<int:scanner_id>/", api.ScannerUpdateApi.as_view(), name="api-scanner-update"),
     path("trials/<int:trial_id>/sites/<int:site_id>/qualification/", api.SiteQualificationOverviewApi.as_view(),
          name="api-site-qualification"),
     path("trials/<int:trial_id>/sites/<int:site_id>/training/", api.TrainingListApi.as_view(),

@@ -150,3 +150,32 @@ def test_a_trial_correction_needs_a_reason_and_is_audited(client, trial, trial_m
     client.force_login(sponsor)
     assert client.patch(f"/api/trials/{trial.pk}/", {"title": "X", "reason": "y"},
                         content_type="application/json").status_code == 403
+
+
+def test_a_software_upgrade_recorded_through_the_api_invalidates_the_qualification(
+        client, trial, version, site1, ct, coordinator_site1, qc_analyst, coordinator_site2):
+    from trials.services import qualification_decide, qualification_request, qualification_submit
+
+    qualification = qualification_request(actor=coordinator_site1, site=site1, scanner=ct, procedure="CT_CAP")
+    qualification_submit(actor=coordinator_site1, qualification=qualification, study_reference="PH")
+    qualification_decide(actor=qc_analyst, qualification=qualification, approve=True)
+    client.force_login(coordinator_site2)
+    assert client.patch(f"/api/scanners/{ct.pk}/", {"software_version": "VA60", "reason": "x"},
+                        content_type="application/json").status_code == 404
+    client.force_login(coordinator_site1)
+    response = client.patch(f"/api/scanners/{ct.pk}/", {"software_version": "VA60", "reason": "vendor upgrade"},
+                            content_type="application/json")
+    assert response.status_code == 200 and response.json()["software_version"] == "VA60"
+    qualification.refresh_from_db()
+    assert qualification.status == SiteQualification.Status.INVALIDATED
+
+
+def test_a_site_correction_needs_the_trial_manager(client, trial, site1, trial_manager, coordinator_site1):
+    client.force_login(coordinator_site1)
+    assert client.patch(f"/api/trials/{trial.pk}/sites/{site1.pk}/", {"status": "closed", "reason": "x"},
+                        content_type="application/json").status_code == 403
+    client.force_login(trial_manager)
+    response = client.patch(f"/api/trials/{trial.pk}/sites/{site1.pk}/", {"status": "closed",
+                                                                          "reason": "site closed"},
+                            content_type="application/json")
+    assert response.status_code == 200 and response.json()["status"] == "closed"
