@@ -1,7 +1,8 @@
 """Reading just enough of an incoming file to file it: pure pydicom, no ORM.
 
-Pixel data is never decoded here (workers do that); its length is checked
-against the image geometry, so truncated files are refused at the door.
+Pixel data is never read here, let alone decoded (workers do that): its
+declared length is checked against the file's size and the image geometry, so
+truncated files are refused at the door without loading them.
 """
 
 import datetime
@@ -12,6 +13,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+DEFER_BYTES = 64 * 1024
+UNDEFINED_LENGTH = 0xFFFFFFFF
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float Pixel Data, Double Float Pixel Data
 
 
@@ -65,8 +68,10 @@ def _text(ds, keyword: str) -> str:
 
 def inspect(path: Path) -> Header:
     """Read the header of a DICOM Part 10 file and check its pixel data is present and complete."""
+    size = path.stat().st_size
     try:
-        ds = pydicom.dcmread(path)
+        # large values (pixel data) are not read: a multi-GB multi-frame file must not sit in memory
+        ds = pydicom.dcmread(path, defer_size=DEFER_BYTES)
     except InvalidDicomError:
         raise UnreadableFile("not a DICOM file (no DICM preamble or File Meta Information)") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -83,16 +88,17 @@ def inspect(path: Path) -> Header:
     if pixel_tag is None and _needs_pixels(sop_class):
         raise UnreadableFile(f"no pixel data, but {UID(sop_class).name} requires it")
     if pixel_tag is not None:
-        try:
-            value = ds[pixel_tag].value
-        except (EOFError, OSError, ValueError) as exc:
-            raise UnreadableFile(f"truncated or corrupt pixel data ({type(exc).__name__})") from None
-        if pixel_tag == 0x7FE00010 and not UID(transfer_syntax).is_compressed:
-            expected = (int(ds.get("Rows", 0)) * int(ds.get("Columns", 0)) * int(ds.get("SamplesPerPixel", 1))
-                        * int(ds.get("BitsAllocated", 16)) // 8 * int(ds.get("NumberOfFrames", 1) or 1))
-            if expected and len(value or b"") < expected:
-                raise UnreadableFile(f"truncated: pixel data holds {len(value or b'')} bytes, the image needs "
-                                     f"{expected}")
+        raw = ds.get_item(pixel_tag, keep_deferred=True)
+        length, tell = getattr(raw, "length", None), getattr(raw, "value_tell", None)
+        if length is not None and length != UNDEFINED_LENGTH:
+            if tell is not None and tell + length > size:
+                raise UnreadableFile(f"truncated: pixel data needs {length} bytes, the file ends "
+                                     f"{tell + length - size} bytes short")
+            if pixel_tag == 0x7FE00010 and not UID(transfer_syntax).is_compressed:
+                expected = (int(ds.get("Rows", 0)) * int(ds.get("Columns", 0)) * int(ds.get("SamplesPerPixel", 1))
+                            * int(ds.get("BitsAllocated", 16)) // 8 * int(ds.get("NumberOfFrames", 1) or 1))
+                if expected and length < expected:
+                    raise UnreadableFile(f"truncated: pixel data holds {length} bytes, the image needs {expected}")
     series_number = ds.get("SeriesNumber")
     try:
         series_number = int(series_number) if series_number not in (None, "") else None
