@@ -18,7 +18,7 @@ def test_compose_defines_the_production_services_with_health_checks():
     for name in ["postgres", "redis", "web", "worker", "minio"]:
         assert "healthcheck" in services[name], name
     assert "gunicorn" in " ".join(services["web"]["command"])
-    assert services["gateway"]["command"][-1] == "dicom_gateway"
+    assert "dicom_gateway" in services["gateway"]["command"]
     assert services["postgres"]["volumes"] and services["redis"]["volumes"]
 
 
