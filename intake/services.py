@@ -13,7 +13,7 @@ from pathlib import Path, PurePath
 
 from django.core.files import File
 from django.core.files.storage import storages
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -177,6 +177,10 @@ def _file(*, submission: Submission, header: Header, path: Path, name: str, sha2
         return FileOutcome(name, REJECTED, match)
     subject, visit, procedure, unassigned_reason = match
 
+    # files of one study arriving over concurrent associations are filed one at a time, so the study is
+    # created once; other studies are not held up (the lock is per study, until this file commits)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(study_hash[:15], 16)])
     study = (ImagingStudy.objects.select_for_update().filter(trial=trial, study_uid_hash=study_hash)
              .exclude(status=ImagingStudy.Status.SUPERSEDED).order_by("-version").first())
     sop_hash = uid_hash(trial=trial, uid=header.sop_instance_uid)
