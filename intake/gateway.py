@@ -10,10 +10,13 @@ Every storage SOP class is accepted in every transfer syntax that carries its pi
 and the data set is kept exactly as it arrived: compressed pixel data stays compressed, nothing is
 decoded here. The called AE title must be ours, so a sender set up for another destination learns it. The bytes go to a private temporary
 file behind File Meta Information built from the C-STORE request, and that file is filed like any upload.
-Statuses (PS3.4 B.2.3): 0x0000 stored, or already held byte for byte; 0xC000 refused, with the reason in
-Error Comment (and in full in the Submission's results); 0xA700 out of resources when the database or the
-storage cannot be reached (the sender retries later) or the instance is over INTAKE_MAX_FILE_BYTES; 0xC211
-for anything unexpected (logged with its traceback).
+Statuses (PS3.4 B.2.3, PS3.7 C), as STOW-RS answers: 0x0000 stored, or already held byte for byte; 0xC000
+cannot understand (not DICOM, truncated, an image without its pixels); 0x0110 processing failure when the
+trial's rules refuse it (a patient of another site, a site not qualified for the procedure, a SOP Instance
+UID already received with other content); 0xA700 out of resources when the database or the storage cannot
+be reached (the sender retries later) or the instance is over INTAKE_MAX_FILE_BYTES; 0xC211 for anything
+unexpected (logged with its traceback). Failures carry the reason in Error Comment (64 characters); the
+Submission's results keep it in full.
 
 Throughput: one Python process keeps one core busy at most, so ``serve(processes=N)`` forks N workers
 that share one listening socket. A worker accepts a connection only while no other worker has fewer
@@ -46,9 +49,18 @@ from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
+from .dicomfile import UnreadableFile, inspect
 from .models import GatewayPeer, Submission
 from .selectors import gateway_peer_for
-from .services import ACCEPTED, DUPLICATE, REJECTED, instance_receive, submission_close, submission_open
+from .services import (
+    ACCEPTED,
+    DUPLICATE,
+    REJECTED,
+    file_refuse,
+    instance_receive,
+    submission_close,
+    submission_open,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +79,7 @@ LISTEN_BACKLOG = 64
 TRANSFER_SYNTAXES = [uid for uid in AllTransferSyntaxes if "JPIP" not in uid.name]
 
 STATUS_SUCCESS = 0x0000
+STATUS_PROCESSING_FAILURE = 0x0110
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_UNABLE_TO_PROCESS = 0xC211  # what pynetdicom itself answers when a handler raises
@@ -108,6 +121,15 @@ def _status(code: int, comment: str) -> Dataset:
     text = comment.encode("ascii", "replace").decode()
     status.ErrorComment = text if len(text) <= 64 else text[:61] + "..."
     return status
+
+
+def _refusal_status(path: Path) -> int:
+    """Why a refused file was refused, as STOW-RS answers it: unreadable data, or the trial's rules."""
+    try:
+        inspect(path)
+    except UnreadableFile:
+        return STATUS_CANNOT_UNDERSTAND
+    return STATUS_PROCESSING_FAILURE  # another site's patient, a site not qualified, conflicting content
 
 
 class Gateway:
@@ -256,18 +278,20 @@ class Gateway:
         if session.peer is None:  # not reachable through negotiation; refuse rather than file anonymously
             return _status(STATUS_OUT_OF_RESOURCES, "association not registered")
         try:
-            data = event.encoded_dataset(include_meta=False)
-            if len(data) > settings.INTAKE_MAX_FILE_BYTES:
-                session.outcomes["too large"] += 1
-                return _status(STATUS_OUT_OF_RESOURCES,
-                               f"instance over the {settings.INTAKE_MAX_FILE_BYTES} byte limit")
             if session.submission is None:
                 session.submission = submission_open(
                     actor=None, site=session.peer.site, channel=Submission.Channel.DICOM,
                     calling_ae=session.calling_ae, remote_address=session.address)
+            data = event.encoded_dataset(include_meta=False)
+            if len(data) > settings.INTAKE_MAX_FILE_BYTES:
+                reason = f"over the {settings.INTAKE_MAX_FILE_BYTES} byte limit for one instance"
+                outcome = file_refuse(submission=session.submission, name=name, reason=reason)
+                session.outcomes[outcome.outcome] += 1
+                return _status(STATUS_OUT_OF_RESOURCES, reason)
             path = self._write_part10(event=event, data=data, calling_ae=session.calling_ae)
             try:
                 outcome = instance_receive(submission=session.submission, path=path, name=name)
+                status = STATUS_SUCCESS if outcome.outcome != REJECTED else _refusal_status(path)
             finally:
                 path.unlink(missing_ok=True)
         except DatabaseError:
@@ -286,9 +310,7 @@ class Gateway:
             session.outcomes["failed"] += 1
             return _status(STATUS_UNABLE_TO_PROCESS, "unexpected failure while filing; the lab is told")
         session.outcomes[outcome.outcome] += 1
-        if outcome.outcome == REJECTED:
-            return _status(STATUS_CANNOT_UNDERSTAND, outcome.reason)
-        return STATUS_SUCCESS
+        return status if status == STATUS_SUCCESS else _status(status, outcome.reason)
 
     @staticmethod
     def _write_part10(*, event, data: bytes, calling_ae: str) -> Path:
@@ -321,7 +343,7 @@ class Gateway:
         log.info("%sassociation from %s (site %s) at %s %s after %.1f s: %d instances, %d stored, %d already "
                  "held, %d refused, %d failed%s", self.who, session.calling_ae, session.peer.site.number, session.address,
                  how, time.monotonic() - session.started, session.received, outcomes[ACCEPTED],
-                 outcomes[DUPLICATE], outcomes[REJECTED], outcomes["failed"] + outcomes["too large"],
+                 outcomes[DUPLICATE], outcomes[REJECTED], outcomes["failed"],
                  f", submission {closed.pk}" if closed else "")
 
 

@@ -169,16 +169,17 @@ def test_a_study_pushed_again_is_acknowledged_and_not_stored_twice(tmp_path, gat
 
 
 def test_concurrent_associations_all_succeed_and_assemble_one_study(tmp_path, gateway, enrolled):
-    paths = _study(tmp_path, count=9)
-    senders = [storescu(gateway.port, *paths[n::3], wait=False) for n in range(3)]
+    # as PACS do when they split a study over parallel associations: each starts on the same new study
+    paths = _study(tmp_path, count=12)
+    senders = [storescu(gateway.port, *paths[n::4], wait=False) for n in range(4)]
     for sender in senders:
         output, _ = sender.communicate(timeout=60)
         assert sender.returncode == 0, output
     assert gateway.wait_idle(10)
 
     study = ImagingStudy.objects.get()
-    assert study.instances.count() == 9
-    assert list(Submission.objects.values_list("accepted", flat=True)) == [3, 3, 3]
+    assert study.instances.count() == 12 and study.version == 1
+    assert list(Submission.objects.values_list("accepted", flat=True)) == [3, 3, 3, 3]
 
 
 @pytest.mark.parametrize(("calling", "called", "message"), [
@@ -238,6 +239,28 @@ def test_a_broken_data_set_gets_cannot_understand_and_nothing_is_stored(tmp_path
     assert not Instance.objects.exists() and not ImagingStudy.objects.exists()
     submission = Submission.objects.get()
     assert submission.rejected == 1 and submission.results[0]["reason"].startswith(reason)
+
+
+def test_a_patient_of_another_site_gets_processing_failure_with_the_reason(tmp_path, gateway, enrolled, site2,
+                                                                          coordinator_site2):
+    subject_enroll(actor=coordinator_site2, site=site2, code="102-0001", patient_id="MRN-2002",
+                   enrollment_date=ENROLLED)
+    ds = pydicom.dcmread(make_study(tmp_path, patient_id="MRN-2002", date=BASELINE, scanner=SCANNER, count=1)[0])
+    status = _scu_store(gateway, ds)
+
+    assert status.Status == 0x0110  # readable, but the trial's rules refuse it (as STOW-RS answers)
+    assert "another site" in status.ErrorComment
+    assert not Instance.objects.exists()
+
+
+def test_an_instance_over_the_size_limit_is_refused_as_out_of_resources(tmp_path, gateway, enrolled, settings):
+    settings.INTAKE_MAX_FILE_BYTES = 10_000  # CT_small is about 39 kB
+    status = _scu_store(gateway, pydicom.dcmread(_study(tmp_path, count=1)[0]))
+
+    assert status.Status == 0xA700 and "byte limit" in status.ErrorComment
+    assert not Instance.objects.exists()
+    submission = Submission.objects.get()
+    assert submission.rejected == 1 and "byte limit" in submission.results[0]["reason"]
 
 
 def test_a_lost_database_connection_answers_out_of_resources_then_recovers(tmp_path, gateway, enrolled):
