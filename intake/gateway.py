@@ -6,10 +6,11 @@ any other sender is refused at association (A-ASSOCIATE-RJ, "calling AE title no
 a single byte of image data arrives. One association is one Submission, opened with its first instance
 and closed when the association ends, however it ends (release, abort, dropped connection).
 
-Every storage SOP class is accepted in every transfer syntax that carries its pixel data (all but JPIP),
-and the data set is kept exactly as it arrived: compressed pixel data stays compressed, nothing is
-decoded here. The called AE title must be ours, so a sender set up for another destination learns it. The bytes go to a private temporary
-file behind File Meta Information built from the C-STORE request, and that file is filed like any upload.
+The called AE title must be ours, so a sender set up for another destination learns it at once. Every
+storage SOP class is accepted in every transfer syntax that carries its pixel data (all but JPIP), and
+the data set is kept exactly as it arrived: compressed pixel data stays compressed, nothing is decoded
+here. The bytes go to a private temporary file behind File Meta Information built from the C-STORE
+request, and that file is filed like any upload.
 Statuses (PS3.4 B.2.3, PS3.7 C), as STOW-RS answers: 0x0000 stored, or already held byte for byte; 0xC000
 cannot understand (not DICOM, truncated, an image without its pixels); 0x0110 processing failure when the
 trial's rules refuse it (a patient of another site, a site not qualified for the procedure, a SOP Instance
@@ -295,20 +296,20 @@ class Gateway:
             finally:
                 path.unlink(missing_ok=True)
         except DatabaseError:
-            log.warning("%s from %s: database unavailable, answered out of resources", name, session.calling_ae,
-                        exc_info=True)
+            log.warning("%s%s from %s: database unavailable, answered out of resources", self.who, name,
+                        session.calling_ae, exc_info=True)
             session.outcomes["failed"] += 1
             connection.close()  # a broken connection is not reused: the next instance connects afresh
             return _status(STATUS_OUT_OF_RESOURCES, "database unavailable; send again later")
         except OSError:
-            log.warning("%s from %s: storage unavailable, answered out of resources", name, session.calling_ae,
-                        exc_info=True)
+            log.warning("%s%s from %s: storage unavailable, answered out of resources", self.who, name,
+                        session.calling_ae, exc_info=True)
             session.outcomes["failed"] += 1
             return _status(STATUS_OUT_OF_RESOURCES, "storage unavailable; send again later")
         except Exception:
-            log.exception("%s from %s: unexpected failure while filing", name, session.calling_ae)
+            log.exception("%s%s from %s: unexpected failure while filing", self.who, name, session.calling_ae)
             session.outcomes["failed"] += 1
-            return _status(STATUS_UNABLE_TO_PROCESS, "unexpected failure while filing; the lab is told")
+            return _status(STATUS_UNABLE_TO_PROCESS, "unexpected failure while filing; logged for the lab")
         session.outcomes[outcome.outcome] += 1
         return status if status == STATUS_SUCCESS else _status(status, outcome.reason)
 
@@ -336,13 +337,13 @@ class Gateway:
             try:
                 closed = submission_close(submission=session.submission)
             except DatabaseError:
-                log.error("submission %s from %s could not be closed: database unavailable",
+                log.error("%ssubmission %s from %s could not be closed: database unavailable", self.who,
                           session.submission.pk, session.calling_ae)
         how = "released" if assoc.is_released else "aborted" if assoc.is_aborted else "closed"
         outcomes = session.outcomes
         log.info("%sassociation from %s (site %s) at %s %s after %.1f s: %d instances, %d stored, %d already "
-                 "held, %d refused, %d failed%s", self.who, session.calling_ae, session.peer.site.number, session.address,
-                 how, time.monotonic() - session.started, session.received, outcomes[ACCEPTED],
+                 "held, %d refused, %d failed%s", self.who, session.calling_ae, session.peer.site.number,
+                 session.address, how, time.monotonic() - session.started, session.received, outcomes[ACCEPTED],
                  outcomes[DUPLICATE], outcomes[REJECTED], outcomes["failed"],
                  f", submission {closed.pk}" if closed else "")
 
