@@ -1,12 +1,13 @@
-"""REST API of intake: the unassigned inbox and expected vs. received.
+"""REST API of intake: the unassigned inbox, expected vs. received and the DICOM senders.
 
 Every object is reached through a selector that takes the user (404 when not visible); every write goes
 through a service (audited, permission-checked). STOW-RS lives in intake.stow.
 """
 
+from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,7 +16,7 @@ from trials.models import Visit
 from trials.selectors import site_get_for_user, site_list_for_user, subject_get_for_user, trial_get_for_user
 
 from . import selectors, services
-from .models import ImagingStudy
+from .models import GatewayPeer, ImagingStudy
 from .selectors import Expectation
 
 # -- outputs ------------------------------------------------------------------------------------------------
@@ -153,3 +154,93 @@ class ExpectedListApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(ExpectedOutput(page, many=True).data)
+
+
+# -- DICOM senders ------------------------------------------------------------------------------------------
+
+class GatewayPeerOutput(serializers.ModelSerializer):
+    trial = serializers.CharField(source="site.trial.protocol_number")
+    site = serializers.CharField(source="site.number")
+    site_id = serializers.IntegerField()
+    source_address = serializers.CharField(allow_null=True, help_text="null: any address")
+
+    class Meta:
+        model = GatewayPeer
+        fields = ["id", "trial", "site", "site_id", "ae_title", "source_address", "active"]
+
+
+class GatewayPeerCreateInput(serializers.Serializer):
+    site = serializers.IntegerField(help_text="id of the site the sender belongs to")
+    ae_title = serializers.CharField(max_length=16, help_text="the calling AE title the sender uses")
+    source_address = serializers.CharField(max_length=45, required=False, allow_null=True, allow_blank=True,
+                                           help_text="IPv4 or IPv6; when set, other addresses are refused")
+
+
+class GatewayPeerUpdateInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, help_text="why the sender changes (kept in its history)")
+    ae_title = serializers.CharField(max_length=16, required=False)
+    source_address = serializers.CharField(max_length=45, required=False, allow_null=True, allow_blank=True,
+                                           help_text="null or empty: accept any address")
+    active = serializers.BooleanField(required=False, help_text="false: the gateway refuses the sender")
+
+
+@extend_schema(tags=["intake"])
+class GatewayPeerListApi(APIView):
+    def _trial(self, request, trial_id: int):
+        trial = selectors.gateway_peer_trial_list_for_user(user=request.user).filter(pk=trial_id).first()
+        if trial is None:
+            raise Http404("No such trial")
+        return trial
+
+    @extend_schema(responses=GatewayPeerOutput(many=True), parameters=[
+        OpenApiParameter("site", int, description="only this site")])
+    def get(self, request, trial_id: int):
+        """The trial's DICOM senders: trial managers every site, site coordinators their own (read-only)."""
+        trial = self._trial(request, trial_id)
+        site = request.query_params.get("site")
+        if site is not None and not site.isdigit():
+            raise serializers.ValidationError({"site": ["give a site id"]})
+        peers = selectors.gateway_peer_list_for_user(user=request.user, trial=trial,
+                                                     site_id=int(site) if site is not None else None)
+        return Response(GatewayPeerOutput(peers, many=True).data)
+
+    @extend_schema(request=GatewayPeerCreateInput, responses={201: GatewayPeerOutput})
+    def post(self, request, trial_id: int):
+        """Register a sender for one of the trial's sites (trial managers)."""
+        trial = self._trial(request, trial_id)
+        data = GatewayPeerCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        site = selectors.gateway_peer_site_list_for_user(user=request.user, trial=trial).filter(
+            pk=values.pop("site")).first()
+        if site is None:
+            raise serializers.ValidationError({"site": ["not a site of this trial"]})
+        peer = services.gateway_peer_register(actor=request.user, site=site, **values)
+        return Response(GatewayPeerOutput(peer).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["intake"])
+class GatewayPeerDetailApi(APIView):
+    @extend_schema(responses=GatewayPeerOutput)
+    def get(self, request, peer_id: int):
+        return Response(GatewayPeerOutput(selectors.gateway_peer_get_for_user(user=request.user,
+                                                                             peer_id=peer_id)).data)
+
+    @extend_schema(request=GatewayPeerUpdateInput, responses=GatewayPeerOutput)
+    def patch(self, request, peer_id: int):
+        """Correct the AE title or source address, or (de)activate the sender (trial managers), with a reason.
+        All asked changes apply together or none does."""
+        peer = selectors.gateway_peer_get_for_user(user=request.user, peer_id=peer_id)
+        data = GatewayPeerUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        reason, active = values.pop("reason"), values.pop("active", None)
+        if not values and active is None:
+            raise serializers.ValidationError({"detail": ["give ae_title, source_address or active"]})
+        with transaction.atomic():  # two services, one answer
+            if values:
+                peer = services.gateway_peer_update(actor=request.user, peer=peer, reason=reason, **values)
+            if active is not None and (active != peer.active or not values):  # alone, a no-op answers 409
+                peer = services.gateway_peer_set_active(actor=request.user, peer=peer, active=active, reason=reason)
+        return Response(GatewayPeerOutput(selectors.gateway_peer_get_for_user(user=request.user,
+                                                                             peer_id=peer_id)).data)

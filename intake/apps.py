@@ -14,3 +14,6 @@ class IntakeConfig(AppConfig):
                                                perm=(Perm.SUBMIT_IMAGES, Perm.MANAGE_TRIAL), order=14))
         navigation.register(navigation.NavItem("Expected vs. received", "intake-expected",
                                                perm=(Perm.SUBMIT_IMAGES, Perm.VIEW_ALL_SITES), order=16))
+        # managers register senders; coordinators see their site's, read-only, to configure their PACS
+        navigation.register(navigation.NavItem("DICOM senders", "intake-peers",
+                                               perm=(Perm.MANAGE_TRIAL, Perm.SUBMIT_IMAGES), order=18))

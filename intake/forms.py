@@ -79,3 +79,31 @@ class UploadStartForm(forms.Form):
                     self.add_error(name, f"choose the {what} these scans belong to")
             data["qualification"] = None
         return data
+
+
+# -- DICOM senders (intake.views.peers); the services validate, these only collect ---------------------------
+
+class GatewayPeerForm(forms.Form):
+    site = forms.ModelChoiceField(queryset=None, empty_label=None)
+    ae_title = forms.CharField(max_length=16, label="Calling AE title",
+                               help_text="the AE title the site's PACS or modality sends as (-aet), 1 to 16 "
+                                         "characters")
+    source_address = forms.CharField(max_length=45, required=False, label="Source address",
+                                     help_text="optional: when set, associations from any other IP address are "
+                                               "refused")
+
+    def __init__(self, *args, sites, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = sites
+        self.fields["site"].label_from_instance = lambda site: f"{site.number} — {site.name}"
+
+
+class GatewayPeerEditForm(forms.Form):
+    ae_title = forms.CharField(max_length=16, label="Calling AE title")
+    source_address = forms.CharField(max_length=45, required=False, label="Source address",
+                                     help_text="leave empty to accept any address")
+    reason = forms.CharField(max_length=500, help_text="why the sender changes (kept in its history)")
+
+
+class GatewayPeerActiveForm(forms.Form):
+    reason = forms.CharField(max_length=500, help_text="kept in the sender's history")

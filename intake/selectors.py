@@ -7,11 +7,12 @@ from enum import StrEnum
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from trials.models import Subject, Trial, Visit
-from trials.permissions import Perm, site_ids_with, trial_ids_with
+from trials.models import Site, Subject, Trial, Visit
+from trials.permissions import Perm, has_perm, site_ids_with, trial_ids_with
 from trials.selectors import subject_list_for_user
 
 from .models import GatewayPeer, ImagingStudy
@@ -207,3 +208,43 @@ def expected_summary(*, rows: list[ExpectedProcedure]) -> dict[str, int]:
     """Counts per status, every status present (zero when none)."""
     counts = Counter(row.status for row in rows)
     return {status.value: counts.get(status, 0) for status in Expectation}
+
+
+# -- DICOM senders ------------------------------------------------------------------------------------------
+
+def _peer_site_ids(*, user, trial_id: int) -> set[int] | None:
+    """Sites whose senders the user sees: every site of a trial they manage (None), the sites they coordinate
+    (their PACS team needs the AE title it was registered under), else none."""
+    if has_perm(user=user, perm=Perm.MANAGE_TRIAL, trial_id=trial_id):
+        return None
+    return site_ids_with(user=user, perm=Perm.SUBMIT_IMAGES, trial_id=trial_id) or set()
+
+
+def gateway_peer_trial_list_for_user(*, user) -> QuerySet[Trial]:
+    """Trials with a DICOM senders page for the user: those they manage or coordinate a site of."""
+    ids = trial_ids_with(user=user, perm=Perm.MANAGE_TRIAL) | trial_ids_with(user=user, perm=Perm.SUBMIT_IMAGES)
+    return Trial.objects.filter(pk__in=ids).order_by("protocol_number")
+
+
+def gateway_peer_site_list_for_user(*, user, trial: Trial) -> QuerySet[Site]:
+    """The trial's sites whose senders the user sees, by number."""
+    sites = _peer_site_ids(user=user, trial_id=trial.pk)
+    queryset = Site.objects.filter(trial=trial).order_by("number")
+    return queryset if sites is None else queryset.filter(pk__in=sites)
+
+
+def gateway_peer_list_for_user(*, user, trial: Trial, site_id: int | None = None) -> QuerySet[GatewayPeer]:
+    """The trial's DICOM senders the user sees (managers: every site; coordinators: their sites, read-only;
+    everyone else: none), active first, by site and AE title."""
+    peers = (GatewayPeer.objects.filter(site__in=gateway_peer_site_list_for_user(user=user, trial=trial))
+             .select_related("site", "site__trial").order_by("site__number", "-active", "ae_title"))
+    return peers if site_id is None else peers.filter(site_id=site_id)
+
+
+def gateway_peer_get_for_user(*, user, peer_id: int) -> GatewayPeer:
+    """One sender the user sees; 404 for missing and forbidden alike."""
+    peer = get_object_or_404(GatewayPeer.objects.select_related("site", "site__trial"), pk=peer_id)
+    sites = _peer_site_ids(user=user, trial_id=peer.site.trial_id)
+    if sites is not None and peer.site_id not in sites:
+        raise Http404("No such sender")
+    return peer

@@ -419,17 +419,118 @@ def _ensure_inbox_actor(*, actor, study: ImagingStudy) -> None:
 
 
 # -- DICOM senders ------------------------------------------------------------------------------------------
+# (this section's own imports sit here, so edits to the top of the file and to this section do not collide)
+
+import ipaddress  # noqa: E402
+
+from audit.services import history_save  # noqa: E402
+
 
 @transaction.atomic
 def gateway_peer_register(*, actor, site: Site, ae_title: str, source_address: str | None = None) -> GatewayPeer:
     """Allow a site's PACS or modality to push to the gateway under its calling AE title (trial managers)."""
     ensure(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=site.trial_id)
-    ae_title = ae_title.strip()
-    if not ae_title or len(ae_title) > 16 or "\\" in ae_title:
-        raise SubmissionRefused("an AE title has 1 to 16 characters and no backslash")
-    if GatewayPeer.objects.filter(ae_title=ae_title).exists():
-        raise SubmissionRefused(f"AE title {ae_title} is already registered")
-    peer = GatewayPeer.objects.create(site=site, ae_title=ae_title, source_address=source_address or None)
+    ae_title = _peer_ae_title(ae_title)
+    source_address = _peer_address(source_address)
+    peer = GatewayPeer(site=site, ae_title=ae_title, source_address=source_address)
+    _peer_save(peer)
     audit_record(actor=actor, action="intake.gateway_peer_registered", target=peer, trial_id=site.trial_id,
                  site_id=site.pk, details={"ae_title": ae_title, "source_address": source_address})
     return peer
+
+
+_KEEP = object()  # "leave the source address as it is" (None clears it)
+
+
+@transaction.atomic
+def gateway_peer_update(*, actor, peer: GatewayPeer, reason: str, ae_title: str | None = None,
+                        source_address=_KEEP) -> GatewayPeer:
+    """Correct a sender's calling AE title and/or source address (trial managers), with a reason.
+
+    ``source_address=None`` (or "") removes the address restriction; leaving it out keeps it. The change
+    applies to the next association: the gateway looks the peer up when one is requested.
+    """
+    ensure(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=peer.site.trial_id)
+    reason = _peer_reason(reason)
+    peer = GatewayPeer.objects.select_for_update().select_related("site").get(pk=peer.pk)
+    wanted = {}
+    if ae_title is not None:
+        wanted["ae_title"] = _peer_ae_title(ae_title)
+    if source_address is not _KEEP:
+        wanted["source_address"] = _peer_address(source_address)
+    changes = {field: value for field, value in wanted.items() if getattr(peer, field) != value}
+    if not changes:
+        raise SubmissionRefused("nothing to change: give a new AE title or source address")
+    before = {field: getattr(peer, field) for field in changes}
+    for field, value in changes.items():
+        setattr(peer, field, value)
+    _peer_save(peer, reason=reason, update_fields=list(changes))
+    audit_record(actor=actor, action="intake.gateway_peer_updated", target=peer, trial_id=peer.site.trial_id,
+                 site_id=peer.site_id, reason=reason, details={"before": before, "after": changes})
+    return peer
+
+
+@transaction.atomic
+def gateway_peer_set_active(*, actor, peer: GatewayPeer, active: bool, reason: str) -> GatewayPeer:
+    """Deactivate a sender (the gateway refuses its next association) or reactivate it (trial managers).
+
+    Kept, never deleted: submissions name the calling AE title they came from.
+    """
+    ensure(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=peer.site.trial_id)
+    reason = _peer_reason(reason)
+    peer = GatewayPeer.objects.select_for_update().select_related("site").get(pk=peer.pk)
+    if peer.active == active:
+        raise InvalidTransition(f"{peer.ae_title} is already {'active' if active else 'inactive'}")
+    peer.active = active
+    _peer_save(peer, reason=reason, update_fields=["active"])
+    audit_record(actor=actor, action="intake.gateway_peer_activated" if active else "intake.gateway_peer_deactivated",
+                 target=peer, trial_id=peer.site.trial_id, site_id=peer.site_id, reason=reason,
+                 details={"ae_title": peer.ae_title, "source_address": peer.source_address})
+    return peer
+
+
+def _peer_ae_title(value: str) -> str:
+    """A calling AE title as DICOM allows it (PS3.5 AE: 16 characters of the default repertoire, no
+    backslash or control characters); surrounding spaces are not significant, so they go."""
+    value = (value or "").strip()
+    if not value or len(value) > 16 or "\\" in value or not all(" " <= ch <= "~" for ch in value):
+        raise SubmissionRefused("an AE title has 1 to 16 characters (letters, digits, spaces or punctuation) "
+                                "and no backslash")
+    return value
+
+
+def _peer_address(value) -> str | None:
+    """An IPv4 or IPv6 address written as the gateway compares it (IPv4-mapped IPv6 as IPv4), or None."""
+    value = (str(value) if value is not None else "").strip()
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise SubmissionRefused(f"{value} is not an IPv4 or IPv6 address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return str(address)
+
+
+def _peer_reason(reason: str) -> str:
+    if not (reason or "").strip():
+        raise SubmissionRefused("say why the sender changes (kept in its history)")
+    return reason.strip()
+
+
+def _peer_save(peer: GatewayPeer, *, reason: str = "", update_fields: list[str] | None = None) -> None:
+    """Save with the reason on the history record; a taken AE title is refused, also when two managers race."""
+    holder = GatewayPeer.objects.filter(ae_title=peer.ae_title).exclude(pk=peer.pk).first()
+    if holder is not None:
+        # titles stay taken by inactive senders too: the gateway's records name senders by AE title
+        raise SubmissionRefused(f"AE title {peer.ae_title} is already registered"
+                                + ("" if holder.active else " (inactive: reactivate or rename that sender)"))
+    try:
+        with transaction.atomic():  # a savepoint: the unique index has the last word
+            if reason:
+                history_save(instance=peer, reason=reason, update_fields=update_fields)
+            else:
+                peer.save()
+    except IntegrityError:
+        raise SubmissionRefused(f"AE title {peer.ae_title} is already registered") from None

@@ -22,7 +22,18 @@ tracking_patterns: list = [
     path("intake/expected/", tracking.expected, name="intake-expected"),
 ]
 
-urlpatterns = upload_patterns + tracking_patterns
+# DICOM senders the C-STORE gateway accepts (intake.views.peers)
+from .views import peers  # noqa: E402  (kept beside its list so each part of intake owns its lines)
+
+peers_patterns: list = [
+    path("intake/senders/", peers.peers, name="intake-peers"),
+    path("intake/trials/<int:trial_id>/senders/", peers.peers_trial, name="intake-peers-trial"),
+    path("intake/trials/<int:trial_id>/senders/register/", peers.peer_register, name="intake-peer-register"),
+    path("intake/senders/<int:peer_id>/edit/", peers.peer_edit, name="intake-peer-edit"),
+    path("intake/senders/<int:peer_id>/active/", peers.peer_set_active, name="intake-peer-active"),
+]
+
+urlpatterns = upload_patterns + tracking_patterns + peers_patterns
 
 # REST API under /api/ (intake.api)
 from . import api  # noqa: E402
@@ -32,6 +43,8 @@ api_urlpatterns: list = [
     path("intake/studies/<int:study_id>/assign/", api.StudyAssignApi.as_view(), name="api-intake-study-assign"),
     path("intake/studies/<int:study_id>/reject/", api.StudyRejectApi.as_view(), name="api-intake-study-reject"),
     path("intake/trials/<int:trial_id>/expected/", api.ExpectedListApi.as_view(), name="api-intake-expected"),
+    path("intake/trials/<int:trial_id>/senders/", api.GatewayPeerListApi.as_view(), name="api-intake-peer-list"),
+    path("intake/senders/<int:peer_id>/", api.GatewayPeerDetailApi.as_view(), name="api-intake-peer-detail"),
 ]
 
 # DICOMweb under /dicomweb/ (intake.stow); no trailing slash, as DICOMweb clients build the URLs
