@@ -75,6 +75,33 @@ def audit_record(*, actor, action: str, target=None, trial_id: int | None = None
     )
 
 
+def audit_record_many(*, actor, action: str, entries: list[tuple[models.Model, dict]], trial_id: int | None = None,
+                      subject_id: int | None = None, site_id: int | None = None, subject_code: str = ""
+                      ) -> list[AuditEvent]:
+    """Append one event per (target, details) entry, all for the same actor, action, trial and subject.
+
+    The same rows ``audit_record`` would write, in one INSERT: for work done in batches (a series of
+    instances filed at once), where one statement per event would cost more than the work it records.
+    """
+    if not connection.in_atomic_block:
+        raise AuditOutsideTransaction(f"audit_record_many({action!r}) must run inside transaction.atomic")
+    if not entries:
+        return []
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    known = ActorContext()
+    if _context_resolver is not None and (trial_id is not None or subject_id is not None):
+        known = _context_resolver(actor=actor, trial_id=trial_id, subject_id=subject_id)
+    now, ip_address = timezone.now(), request_ip.get()
+    return AuditEvent.objects.bulk_create([
+        AuditEvent(occurred_at=now, actor=actor, actor_label=actor.get_username() if actor is not None else "",
+                   actor_role=known.role, action=action, trial_id=trial_id,
+                   site_id=site_id if site_id is not None else known.site_id, subject_id=subject_id,
+                   subject_code=subject_code or known.subject_code, details=details or {}, reason="",
+                   ip_address=ip_address, **_target_fields(target))
+        for target, details in entries])
+
+
 def history_save(*, instance: models.Model, reason: str, update_fields: list[str] | None = None) -> None:
     """Save a correction to a regulated row; its history record carries the reason.
 

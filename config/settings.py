@@ -215,6 +215,8 @@ STORAGES = {
 }
 
 # Intake limits: a file or archive over these is refused with a reason, never half-stored.
+# where the C-STORE gateway keeps received instances until its filer has filed them (local disk, PHI)
+INTAKE_SPOOL_DIR = env.path("INTAKE_SPOOL_DIR", default=VAR_DIR / "spool")
 INTAKE_MAX_FILE_BYTES = env.int("INTAKE_MAX_FILE_BYTES", default=2 * 1024**3)
 INTAKE_MAX_ARCHIVE_BYTES = env.int("INTAKE_MAX_ARCHIVE_BYTES", default=8 * 1024**3)  # uncompressed total
 INTAKE_MAX_ZIP_RATIO = env.int("INTAKE_MAX_ZIP_RATIO", default=100)  # per member, uncompressed / compressed

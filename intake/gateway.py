@@ -1,4 +1,4 @@
-"""The DICOM C-STORE door of intake: a pynetdicom SCP that files every instance through ``instance_receive``.
+"""The DICOM C-STORE door of intake: a pynetdicom SCP whose instances are filed through ``instances_receive``.
 
 Sites push from their PACS or modality to our AE title (``CORELAB`` unless told otherwise) on port 11112.
 The calling AE title, and the source address when one is registered, names the site (``GatewayPeer``):
@@ -9,18 +9,22 @@ and closed when the association ends, however it ends (release, abort, dropped c
 The called AE title must be ours, so a sender set up for another destination learns it at once. Every
 storage SOP class is accepted in every transfer syntax that carries its pixel data (all but JPIP), and
 the data set is kept exactly as it arrived: compressed pixel data stays compressed, nothing is decoded
-here. The bytes go to a private temporary file behind File Meta Information built from the C-STORE
-request, and that file is filed like any upload.
-Statuses (PS3.4 B.2.3, PS3.7 C), as STOW-RS answers: 0x0000 stored, or already held byte for byte; 0xC000
-cannot understand (not DICOM, truncated, an image without its pixels); 0x0110 processing failure when the
-trial's rules refuse it (a patient of another site, a site not qualified for the procedure, a SOP Instance
-UID already received with other content); 0xA700 out of resources when the database or the storage cannot
-be reached (the sender retries later) or the instance is over INTAKE_MAX_FILE_BYTES; 0xC211 for anything
-unexpected (logged with its traceback). Failures carry the reason in Error Comment (64 characters); the
-Submission's results keep it in full.
+here. The bytes go, behind File Meta Information built from the C-STORE request, into the spool
+(``intake.spool``, on local disk), and the C-STORE is answered as soon as they are there: a filer
+(``intake.filer``) files the spool in batches, in another process, so the sender never waits for parsing,
+hashing, matching or the database. The records exist a moment later; the Submission of the association
+holds every file's outcome (stored, already held, or refused and why) and the unassigned inbox every
+study that matched no subject or visit.
+Statuses (PS3.4 B.2.3, PS3.7 C): 0x0000 once the instance is safely in the spool; 0xA700 out of resources
+when the spool's disk or, for the first instance, the database cannot take it (the sender retries later)
+or the instance is over INTAKE_MAX_FILE_BYTES; 0xC211 for anything unexpected (logged with its
+traceback). Failures carry the reason in Error Comment (64 characters). A file the trial's rules refuse
+(not DICOM, truncated, a patient of another site, a site not qualified for the procedure, a SOP Instance
+UID already received with other content) has been answered 0x0000 by then: the refusal and its reason
+are in the Submission's results, which the site sees, and nothing of it stays stored.
 
 Throughput: one Python process keeps one core busy at most, so ``serve(processes=N)`` forks N workers
-that share one listening socket. A worker accepts a connection only while no other worker has fewer
+that share one listening socket, and as many filer processes, each filing its share of the associations. A worker accepts a connection only while no other worker has fewer
 associations, so concurrent senders spread evenly over the cores (SO_REUSEPORT would hash connections
 to processes whatever their load, and four associations would land 3 and 1, or 4 and 0, more often than
 not). TCP_NODELAY is set on every connection: DICOM answers each C-STORE before the next one is sent,
@@ -33,12 +37,10 @@ import os
 import signal
 import socket
 import socketserver
-import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
@@ -50,18 +52,11 @@ from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from .dicomfile import UnreadableFile, inspect
+from .filer import Filer
 from .models import GatewayPeer, Submission
 from .selectors import gateway_peer_for
-from .services import (
-    ACCEPTED,
-    DUPLICATE,
-    REJECTED,
-    file_refuse,
-    instance_receive,
-    submission_close,
-    submission_open,
-)
+from .services import file_refuse, submission_open
+from .spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +75,7 @@ LISTEN_BACKLOG = 64
 TRANSFER_SYNTAXES = [uid for uid in AllTransferSyntaxes if "JPIP" not in uid.name]
 
 STATUS_SUCCESS = 0x0000
-STATUS_PROCESSING_FAILURE = 0x0110
 STATUS_OUT_OF_RESOURCES = 0xA700
-STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_UNABLE_TO_PROCESS = 0xC211  # what pynetdicom itself answers when a handler raises
 
 # A-ASSOCIATE-RJ (result, source, diagnostic), PS3.8 9.3.4
@@ -124,26 +117,24 @@ def _status(code: int, comment: str) -> Dataset:
     return status
 
 
-def _refusal_status(path: Path) -> int:
-    """Why a refused file was refused, as STOW-RS answers it: unreadable data, or the trial's rules."""
-    try:
-        inspect(path)
-    except UnreadableFile:
-        return STATUS_CANNOT_UNDERSTAND
-    return STATUS_PROCESSING_FAILURE  # another site's patient, a site not qualified, conflicting content
-
-
 class Gateway:
     """One pynetdicom association server in this process: ``start()`` serves, ``stop()`` ends it.
 
     ``listener`` is an already listening socket to serve instead of binding ``host:port`` (the
     workers of ``serve`` share one); ``load`` and ``slot`` are the shared association counts of those
-    workers and this one's place among them.
+    workers and this one's place among them. ``spool`` is where instances wait to be filed
+    (``INTAKE_SPOOL_DIR`` unless given); with ``filer`` (the default) a thread of this process files it,
+    and ``stop()`` returns only once everything received is filed; ``serve`` runs its filer as a process.
     """
 
     def __init__(self, *, ae_title: str = DEFAULT_AE_TITLE, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 listener: socket.socket | None = None, load=None, slot: int = 0):
+                 listener: socket.socket | None = None, load=None, slot: int = 0, spool: Spool | None = None,
+                 filer: bool = True):
         self.ae_title = ae_title
+        self.spool = spool or Spool(settings.INTAKE_SPOOL_DIR)
+        self.filer = Filer(spool=self.spool) if filer else None
+        self.filer_stop = threading.Event()
+        self.filer_thread: threading.Thread | None = None
         self.address = (host, port)
         self.listener = listener
         self.load = load
@@ -171,12 +162,17 @@ class Gateway:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                        name=f"dicom-gateway-{self.port}", daemon=True)
         self.thread.start()
+        if self.filer is not None:
+            self.filer_thread = threading.Thread(target=self.filer.run, args=(self.filer_stop,),
+                                                 name=f"dicom-filer-{self.port}", daemon=True)
+            self.filer_thread.start()
         return self
 
     def stop(self, *, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop accepting, let running associations finish for ``grace`` seconds, abort the rest.
 
-        Returns once every association has ended and its Submission is closed.
+        Returns once every association has ended and, with a filer of its own, everything received is
+        filed and every Submission closed.
         """
         if self.server is None:
             return
@@ -191,6 +187,24 @@ class Gateway:
             self.wait_idle(None)
         self.server.server_close()
         self.server = None
+        if self.filer_thread is not None:
+            self.filer_stop.set()
+            self.filer_thread.join()
+            self.filer_thread = None
+            close_old_connections()
+            if not self.filer.drain():
+                log.warning("%sstopped with instances still in the spool at %s: they are filed at the next start",
+                            self.who, self.spool.root)
+            connection.close()
+
+    def wait_filed(self, timeout: float = 60.0) -> bool:
+        """Wait until the filer has filed everything received and closed every ended Submission."""
+        deadline = time.monotonic() + timeout
+        while self.spool.pending():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Wait until no association is running (each one's Submission closed); False on timeout."""
@@ -286,15 +300,13 @@ class Gateway:
             data = event.encoded_dataset(include_meta=False)
             if len(data) > settings.INTAKE_MAX_FILE_BYTES:
                 reason = f"over the {settings.INTAKE_MAX_FILE_BYTES} byte limit for one instance"
-                outcome = file_refuse(submission=session.submission, name=name, reason=reason)
-                session.outcomes[outcome.outcome] += 1
+                file_refuse(submission=session.submission, name=name, reason=reason)
+                session.outcomes["refused"] += 1
                 return _status(STATUS_OUT_OF_RESOURCES, reason)
-            path = self._write_part10(event=event, data=data, calling_ae=session.calling_ae)
-            try:
-                outcome = instance_receive(submission=session.submission, path=path, name=name)
-                status = STATUS_SUCCESS if outcome.outcome != REJECTED else _refusal_status(path)
-            finally:
-                path.unlink(missing_ok=True)
+            meta = event.file_meta  # SOP class and instance from the request, transfer syntax as negotiated
+            meta.SourceApplicationEntityTitle = session.calling_ae
+            self.spool.put(submission_id=session.submission.pk, sequence=session.received,
+                           chunks=[b"\x00" * 128 + b"DICM", encode_file_meta(meta), data])
         except DatabaseError:
             log.warning("%s%s from %s: database unavailable, answered out of resources", self.who, name,
                         session.calling_ae, exc_info=True)
@@ -302,50 +314,34 @@ class Gateway:
             connection.close()  # a broken connection is not reused: the next instance connects afresh
             return _status(STATUS_OUT_OF_RESOURCES, "database unavailable; send again later")
         except OSError:
-            log.warning("%s%s from %s: storage unavailable, answered out of resources", self.who, name,
+            log.warning("%s%s from %s: spool unavailable, answered out of resources", self.who, name,
                         session.calling_ae, exc_info=True)
             session.outcomes["failed"] += 1
             return _status(STATUS_OUT_OF_RESOURCES, "storage unavailable; send again later")
         except Exception:
-            log.exception("%s%s from %s: unexpected failure while filing", self.who, name, session.calling_ae)
+            log.exception("%s%s from %s: unexpected failure while receiving", self.who, name, session.calling_ae)
             session.outcomes["failed"] += 1
-            return _status(STATUS_UNABLE_TO_PROCESS, "unexpected failure while filing; logged for the lab")
-        session.outcomes[outcome.outcome] += 1
-        return status if status == STATUS_SUCCESS else _status(status, outcome.reason)
-
-    @staticmethod
-    def _write_part10(*, event, data: bytes, calling_ae: str) -> Path:
-        """The received data set, untouched, in a private temporary DICOM file; the caller removes it."""
-        meta = event.file_meta  # SOP class and instance from the request, transfer syntax as negotiated
-        meta.SourceApplicationEntityTitle = calling_ae
-        descriptor, name = tempfile.mkstemp(suffix=".dcm", prefix="cstore-", dir=settings.FILE_UPLOAD_TEMP_DIR)
-        try:
-            with os.fdopen(descriptor, "wb") as stream:
-                stream.write(b"\x00" * 128 + b"DICM")
-                stream.write(encode_file_meta(meta))
-                stream.write(data)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-        return Path(name)
+            return _status(STATUS_UNABLE_TO_PROCESS, "unexpected failure while receiving; logged for the lab")
+        session.outcomes["spooled"] += 1
+        return STATUS_SUCCESS
 
     def _finish(self, *, session: _Session, assoc: Association) -> None:
         if session.peer is None:
             return  # refused at association: nothing was opened, the refusal is already logged
-        closed = None
         if session.submission is not None:
             try:
-                closed = submission_close(submission=session.submission)
-            except DatabaseError:
-                log.error("%ssubmission %s from %s could not be closed: database unavailable", self.who,
-                          session.submission.pk, session.calling_ae)
+                # the filer closes the Submission once it has filed every instance of the association
+                self.spool.close(session.submission.pk)
+            except OSError:
+                log.error("%ssubmission %s from %s could not be marked ended in the spool; it stays open",
+                          self.who, session.submission.pk, session.calling_ae, exc_info=True)
         how = "released" if assoc.is_released else "aborted" if assoc.is_aborted else "closed"
         outcomes = session.outcomes
-        log.info("%sassociation from %s (site %s) at %s %s after %.1f s: %d instances, %d stored, %d already "
-                 "held, %d refused, %d failed%s", self.who, session.calling_ae, session.peer.site.number,
-                 session.address, how, time.monotonic() - session.started, session.received, outcomes[ACCEPTED],
-                 outcomes[DUPLICATE], outcomes[REJECTED], outcomes["failed"],
-                 f", submission {closed.pk}" if closed else "")
+        log.info("%sassociation from %s (site %s) at %s %s after %.1f s: %d instances, %d spooled for filing, "
+                 "%d refused, %d failed%s", self.who, session.calling_ae, session.peer.site.number,
+                 session.address, how, time.monotonic() - session.started, session.received, outcomes["spooled"],
+                 outcomes["refused"], outcomes["failed"],
+                 f", submission {session.submission.pk}" if session.submission else "")
 
 
 class _Handler(RequestHandler):
@@ -427,11 +423,28 @@ def _stop_event() -> threading.Event:
 def _worker(*, ae_title: str, listener: socket.socket, load, slot: int) -> None:
     stop = _stop_event()
     supervisor = os.getppid()
-    gateway = Gateway(ae_title=ae_title, listener=listener, load=load, slot=slot).start()
+    gateway = Gateway(ae_title=ae_title, listener=listener, load=load, slot=slot, filer=False).start()
     while not stop.wait(1.0):
         if os.getppid() != supervisor:  # the supervisor was killed outright: do not serve on unsupervised
             break
     gateway.stop()
+
+
+def _filer_worker(*, share: tuple[int, int]) -> None:
+    stop = _stop_event()
+    supervisor = os.getppid()
+
+    def watch() -> None:  # the supervisor was killed outright: do not file on unsupervised
+        while not stop.wait(1.0):
+            if os.getppid() != supervisor:
+                stop.set()
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+    filer = Filer(spool=Spool(settings.INTAKE_SPOOL_DIR), who=f"filer {share[0]}: ", share=share)
+    filer.run(stop)
+    # the receivers stopped first: file what they left, for as long as the supervisor waits
+    if not filer.drain(timeout=STOP_GRACE_SECONDS):
+        log.warning("filer: stopped with instances still in the spool; they are filed at the next start")
 
 
 def serve(*, ae_title: str = DEFAULT_AE_TITLE, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
@@ -439,10 +452,14 @@ def serve(*, ae_title: str = DEFAULT_AE_TITLE, host: str = DEFAULT_HOST, port: i
     """Run the gateway until SIGINT or SIGTERM; returns the exit status. Raises OSError if the port is taken.
 
     With ``processes`` > 1 this process binds the port and supervises that many workers (forked, each a
-    ``Gateway`` on the shared socket): a worker that dies is replaced, unless it dies within seconds of
-    starting, which stops everything with status 1.
+    ``Gateway`` on the shared socket) and as many filers: a process that dies is replaced, unless it dies
+    within seconds of starting, which stops everything with status 1. What an earlier run left in the
+    spool is filed first (files half-written when it was killed, never acknowledged, are removed).
     """
     stop = _stop_event()
+    spool = Spool(settings.INTAKE_SPOOL_DIR)
+    if discarded := spool.discard_partials():
+        log.warning("removed %d partly received instances an earlier run left in the spool", discarded)
     # our own line per association says more than pynetdicom's accepted/released pair
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     if processes <= 1:
@@ -460,15 +477,23 @@ def serve(*, ae_title: str = DEFAULT_AE_TITLE, host: str = DEFAULT_HOST, port: i
     load = context.Array("i", processes)
     connections.close_all()  # a forked worker must never share the supervisor's database connection
 
+    filers = range(processes, 2 * processes)  # the filers' slots, after the receivers': one per receiver
+
     def spawn(slot: int):
-        load[slot] = 0
-        process = context.Process(target=_worker, name=f"dicom-gateway-{slot}",
-                                  kwargs={"ae_title": ae_title, "listener": listener, "load": load, "slot": slot})
+        if slot in filers:
+            process = context.Process(target=_filer_worker, name=f"dicom-gateway-filer-{slot - processes}",
+                                      kwargs={"share": (slot - processes, processes)})
+        else:
+            load[slot] = 0
+            process = context.Process(target=_worker, name=f"dicom-gateway-{slot}",
+                                      kwargs={"ae_title": ae_title, "listener": listener, "load": load,
+                                              "slot": slot})
         process.start()
         return process, time.monotonic()
 
-    workers = {slot: spawn(slot) for slot in range(processes)}
-    log.info("DICOM gateway %s listening on %s:%d (%d processes)", ae_title, host, port, processes)
+    workers = {slot: spawn(slot) for slot in range(2 * processes)}
+    log.info("DICOM gateway %s listening on %s:%d (%d receiving and %d filing processes)", ae_title, host, port,
+             processes, processes)
     status = 0
     while not stop.wait(0.5):
         for slot, (process, started) in list(workers.items()):
@@ -483,13 +508,16 @@ def serve(*, ae_title: str = DEFAULT_AE_TITLE, host: str = DEFAULT_HOST, port: i
             log.warning("gateway worker %d exited with status %s; starting another", slot, process.exitcode)
             workers[slot] = spawn(slot)
     log.info("DICOM gateway stopping")
-    for process, _ in workers.values():
-        if process.is_alive():
-            process.terminate()
-    for process, _ in workers.values():
-        process.join(STOP_GRACE_SECONDS + 10)
-        if process.is_alive():
-            process.kill()
-            process.join()
+    # receivers first, so the filer files what their last associations spooled
+    order = [workers[slot] for slot in range(processes)], [workers[slot] for slot in filers]
+    for group in order:
+        for process, _ in group:
+            if process.is_alive():
+                process.terminate()
+        for process, _ in group:
+            process.join(STOP_GRACE_SECONDS + 10)
+            if process.is_alive():
+                process.kill()
+                process.join()
     listener.close()
     return status

@@ -8,17 +8,18 @@ reason and nothing left behind.
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from django.core.files import File
-from django.core.files.storage import storages
+from django.core.files.storage import FileSystemStorage, storages
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_many
 from trials.exceptions import SubmissionBlocked
 from trials.keys import patient_id_hash, trial_key
 from trials.models import Site, SiteQualification, Subject, Visit
@@ -112,21 +113,28 @@ def submission_close(*, submission: Submission) -> Submission:
 
 def file_refuse(*, submission: Submission, name: str, reason: str) -> FileOutcome:
     """Record a file refused before it could be filed (over the size limit, a bad archive member, ...)."""
-    return _record(submission, FileOutcome(name, REJECTED, reason))
-
-
-def _record(submission: Submission, outcome: FileOutcome) -> FileOutcome:
-    """Count the outcome and append it to the submission's results, in SQL: no read-rewrite per file.
-
-    Only the file's base name is kept: folder names written by a site's computer can carry a patient's name.
-    """
-    counter = {ACCEPTED: "accepted", DUPLICATE: "duplicates", REJECTED: "rejected"}[outcome.outcome]
-    entry = {"file": PurePath(outcome.file.replace("\\", "/")).name[:255], "outcome": outcome.outcome,
-             "reason": outcome.reason}
-    Submission.objects.filter(pk=submission.pk).update(
-        **{counter: F(counter) + 1}, results=RawSQL("results || %s::jsonb", [json.dumps([entry])]))
-    setattr(submission, counter, getattr(submission, counter) + 1)
+    outcome = FileOutcome(name, REJECTED, reason)
+    _record(submission, [outcome])
     return outcome
+
+
+def _record(submission: Submission, outcomes: list[FileOutcome]) -> None:
+    """Count the outcomes and append them to the submission's results, in SQL: no read-rewrite per file.
+
+    Only a file's base name is kept: folder names written by a site's computer can carry a patient's name.
+    """
+    if not outcomes:
+        return
+    counters = {"accepted": 0, "duplicates": 0, "rejected": 0}
+    for outcome in outcomes:
+        counters[{ACCEPTED: "accepted", DUPLICATE: "duplicates", REJECTED: "rejected"}[outcome.outcome]] += 1
+    entries = [{"file": PurePath(outcome.file.replace("\\", "/")).name[:255], "outcome": outcome.outcome,
+                "reason": outcome.reason} for outcome in outcomes]
+    Submission.objects.filter(pk=submission.pk).update(
+        **{counter: F(counter) + count for counter, count in counters.items() if count},
+        results=RawSQL("results || %s::jsonb", [json.dumps(entries)]))
+    for counter, count in counters.items():
+        setattr(submission, counter, getattr(submission, counter) + count)
 
 
 # -- files --------------------------------------------------------------------------------------------------
@@ -146,85 +154,198 @@ def instance_receive(*, submission: Submission, path: Path, name: str) -> FileOu
     ``path`` is a local file the caller owns and removes afterwards. Safe to call concurrently for files
     of the same study (study and instance rows are protected by unique constraints and row locks).
     """
-    try:
-        header = inspect(path)
-    except UnreadableFile as exc:
-        return _record(submission, FileOutcome(name, REJECTED, str(exc)))
-    sha256, size = _sha256(path)
-    for attempt in range(3):
-        stored_keys: list[str] = []
+    return instances_receive(submission=submission, files=[(path, name)])[0]
+
+
+@dataclass
+class _Incoming:
+    path: Path
+    name: str
+    header: Header
+    sha256: str
+    size: int
+
+
+def instances_receive(*, submission: Submission, files: list[tuple[Path, str]]) -> list[FileOutcome]:
+    """File several files of one submission, in order; one outcome per file, as ``instance_receive`` gives.
+
+    The files of one study are filed in one transaction, the study matched, locked and looked up once,
+    their rows and audit events written in one statement each: the C-STORE gateway files its spool this
+    way, a series at a time. A study whose transaction fails is retried (a concurrent association may
+    have created the same study or instance a moment ago) and, failing again, raises; the studies filed
+    before it stay filed, and the caller files the rest again.
+    """
+    outcomes: dict[int, FileOutcome] = {}
+    studies: dict[str, list[tuple[int, _Incoming]]] = {}
+    for index, (path, name) in enumerate(files):
         try:
-            with transaction.atomic():
-                outcome = _file(submission=submission, header=header, path=path, name=name, sha256=sha256,
-                                size=size, stored_keys=stored_keys)
-            break
-        except Exception as exc:
-            for key in stored_keys:  # nothing half-stored: no object without its rows
-                storages["quarantine"].delete(key)
-            # another association created the same study or instance a moment ago: look again
-            if not isinstance(exc, IntegrityError) or attempt == 2:
-                raise
-    return _record(submission, outcome)
+            header = inspect(path)
+        except UnreadableFile as exc:
+            outcomes[index] = FileOutcome(name, REJECTED, str(exc))
+            continue
+        sha256, size = _sha256(path)
+        studies.setdefault(header.study_uid, []).append((index, _Incoming(path, name, header, sha256, size)))
+    if outcomes:
+        _record(submission, [outcomes[index] for index in sorted(outcomes)])
+    for items in studies.values():
+        for attempt in range(3):
+            filing = _Filing(submission)
+            try:
+                with transaction.atomic():
+                    filed = filing.file_study(items)
+                    _record(submission, list(filed.values()))
+                break
+            except Exception as exc:
+                for key in filing.stored_keys:  # nothing half-stored: no object without its rows
+                    storages["quarantine"].delete(key)
+                if not isinstance(exc, IntegrityError) or attempt == 2:
+                    raise
+        outcomes.update(filed)
+    return [outcomes[index] for index in range(len(files))]
 
 
-def _file(*, submission: Submission, header: Header, path: Path, name: str, sha256: str, size: int,
-          stored_keys: list[str]) -> FileOutcome:
-    trial = submission.trial
-    study_hash = uid_hash(trial=trial, uid=header.study_uid)
-    patient_hash = patient_id_hash(trial=trial, patient_id=header.patient_id) if header.patient_id else ""
-    match = _match(submission=submission, header=header, patient_hash=patient_hash)
-    if isinstance(match, str):
-        return FileOutcome(name, REJECTED, match)
-    subject, visit, procedure, unassigned_reason = match
+class _Filing:
+    """One transaction's filing of one study's files, with what it has looked up kept for the next file."""
 
-    # files of one study arriving over concurrent associations are filed one at a time, so the study is
-    # created once; other studies are not held up (the lock is per study, until this file commits)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(study_hash[:15], 16)])
-    study = (ImagingStudy.objects.select_for_update().filter(trial=trial, study_uid_hash=study_hash)
-             .exclude(status=ImagingStudy.Status.SUPERSEDED).order_by("-version").first())
-    sop_hash = uid_hash(trial=trial, uid=header.sop_instance_uid)
-    if study is not None:
-        if study.site_id != submission.site_id:
-            return FileOutcome(name, REJECTED, "this study was already received from another site")
-        if study.patient_id_hash != patient_hash:
-            return FileOutcome(name, REJECTED, "the study spans two Patient IDs: one study must be one patient")
-        existing = Instance.objects.filter(study=study, sop_uid_hash=sop_hash).first()
-        if existing is not None:
-            if existing.raw_sha256 == sha256:
-                return FileOutcome(name, DUPLICATE, "already received (same instance, same bytes)",
-                                   existing.pk, study.pk)
-            if not submission.declared_rescan:
-                return FileOutcome(name, REJECTED, "an instance with this SOP Instance UID was already received "
-                                                   "with different content; declare a rescan to send a new version")
-            study = None  # a declared rescan: the new bytes go into a new version
-    if study is None:
-        # gated per study, not per file: a study that has begun arriving is never cut in half
-        refusal = _gate(submission=submission, procedure=procedure)
-        if refusal:
-            return FileOutcome(name, REJECTED, refusal)
-        study = _study_create(submission=submission, header=header, study_hash=study_hash,
-                              patient_hash=patient_hash, subject=subject, visit=visit, procedure=procedure,
-                              unassigned_reason=unassigned_reason)
-    series, _ = Series.objects.get_or_create(
-        study=study, series_uid_hash=uid_hash(trial=trial, uid=header.series_uid),
-        defaults={"modality": header.modality, "series_number": header.series_number})
-    key = f"{trial.pk}/{submission.site_id}/{study.pk}/{series.pk}/{sop_hash}.dcm"
+    def __init__(self, submission: Submission):
+        self.submission = submission
+        self.trial = submission.trial
+        self.stored_keys: list[str] = []  # removed again by the caller if the transaction does not commit
+        self.matches: dict[tuple, object] = {}
+        self.series: dict[tuple[int, str], Series] = {}
+        self.held: dict[int, dict[str, tuple[int, str]]] = {}  # study pk -> sop hash -> (instance pk, sha256)
+        self.new: list[tuple[Instance, _Incoming]] = []
+        self.study: ImagingStudy | None = None  # the version files of the study being filed go into
+
+    def file_study(self, items: list[tuple[int, _Incoming]]) -> dict[int, FileOutcome]:
+        study_hash = uid_hash(trial=self.trial, uid=items[0][1].header.study_uid)
+        # files of one study arriving over concurrent associations are filed one batch at a time, so the
+        # study is created once; other studies are not held up (the lock is per study, until commit)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(study_hash[:15], 16)])
+        self.study = (ImagingStudy.objects.select_for_update(of=("self",)).select_related("subject", "visit")
+                 .filter(trial=self.trial, study_uid_hash=study_hash)
+                 .exclude(status=ImagingStudy.Status.SUPERSEDED).order_by("-version").first())
+        filed = [(index, incoming, self._file(incoming, study_hash=study_hash))
+                 for index, incoming in items]
+        self._create_instances()
+        return {index: FileOutcome(incoming.name, ACCEPTED, "", result.pk, result.study_id)
+                if isinstance(result, Instance) else result for index, incoming, result in filed}
+
+    def _file(self, incoming: _Incoming, *, study_hash: str) -> "FileOutcome | Instance":
+        submission, header, name = self.submission, incoming.header, incoming.name
+        patient_hash = self._patient_hash(header.patient_id)
+        key = (patient_hash, header.acquisition_date, header.modality, header.body_part)
+        if key not in self.matches:
+            self.matches[key] = _match(submission=submission, header=header, patient_hash=patient_hash)
+        match = self.matches[key]
+        if isinstance(match, str):
+            return FileOutcome(name, REJECTED, match)
+        subject, visit, procedure, unassigned_reason = match
+        study = self.study
+        sop_hash = uid_hash(trial=self.trial, uid=header.sop_instance_uid)
+        if study is not None:
+            if study.site_id != submission.site_id:
+                return FileOutcome(name, REJECTED, "this study was already received from another site")
+            if study.patient_id_hash != patient_hash:
+                return FileOutcome(name, REJECTED, "the study spans two Patient IDs: one study must be one patient")
+            existing = self._held(study).get(sop_hash)
+            if existing is not None:
+                if existing[1] == incoming.sha256:
+                    return FileOutcome(name, DUPLICATE, "already received (same instance, same bytes)",
+                                       existing[0], study.pk)
+                if not submission.declared_rescan:
+                    return FileOutcome(name, REJECTED, "an instance with this SOP Instance UID was already "
+                                                       "received with different content; declare a rescan to "
+                                                       "send a new version")
+                study = None  # a declared rescan: the new bytes go into a new version
+        if study is None:
+            # gated per study, not per file: a study that has begun arriving is never cut in half
+            refusal = _gate(submission=submission, procedure=procedure)
+            if refusal:
+                return FileOutcome(name, REJECTED, refusal)
+            self._create_instances()  # the earlier version's files first: they are looked up by study
+            study = _study_create(submission=submission, header=header, study_hash=study_hash,
+                                  patient_hash=patient_hash, subject=subject, visit=visit, procedure=procedure,
+                                  unassigned_reason=unassigned_reason)
+            self.study = study
+        series_hash = uid_hash(trial=self.trial, uid=header.series_uid)
+        series = self.series.get((study.pk, series_hash))
+        if series is None:
+            series, _ = Series.objects.get_or_create(
+                study=study, series_uid_hash=series_hash,
+                defaults={"modality": header.modality, "series_number": header.series_number})
+            self.series[(study.pk, series_hash)] = series
+        stored = _store_raw(incoming.path, f"{self.trial.pk}/{submission.site_id}/{study.pk}/{series.pk}/{sop_hash}.dcm")
+        self.stored_keys.append(stored)
+        instance = Instance(
+            study=study, series=series, submission=submission, sop_class_uid=header.sop_class_uid,
+            sop_uid_hash=sop_hash, transfer_syntax_uid=header.transfer_syntax_uid, raw_key=stored,
+            raw_sha256=incoming.sha256, raw_size=incoming.size)
+        self.new.append((instance, incoming))
+        self._held(study)[sop_hash] = (None, incoming.sha256)
+        return instance
+
+    def _patient_hash(self, patient_id: str) -> str:
+        if not patient_id:
+            return ""
+        key = ("patient", patient_id)
+        if key not in self.matches:
+            self.matches[key] = patient_id_hash(trial=self.trial, patient_id=patient_id)
+        return self.matches[key]
+
+    def _held(self, study: ImagingStudy) -> dict[str, tuple[int, str]]:
+        if study.pk not in self.held:
+            self.held[study.pk] = {sop: (pk, sha) for pk, sop, sha in
+                                   study.instances.values_list("pk", "sop_uid_hash", "raw_sha256")}
+        return self.held[study.pk]
+
+    def _create_instances(self) -> None:
+        """Write the instances filed so far, one audit event each, and their signals for after commit."""
+        if not self.new:
+            return
+        submission = self.submission
+        created = Instance.objects.bulk_create([instance for instance, _ in self.new])
+        by_study: dict[int, list[tuple[Instance, _Incoming]]] = {}
+        for instance, incoming in zip(created, (incoming for _, incoming in self.new), strict=True):
+            by_study.setdefault(instance.study_id, []).append((instance, incoming))
+            self.held[instance.study_id][instance.sop_uid_hash] = (instance.pk, incoming.sha256)
+        self.new = []
+        for pairs in by_study.values():
+            study = pairs[0][0].study
+            audit_record_many(
+                actor=submission.submitted_by, action="intake.instance_received", trial_id=self.trial.pk,
+                site_id=submission.site_id, subject_id=study.subject_id,
+                subject_code=study.subject.code if study.subject_id else "",
+                entries=[(instance, {"channel": submission.channel, "submission": submission.pk, "study": study.pk,
+                                     "sha256": incoming.sha256, "size": incoming.size,
+                                     "sop_class": incoming.header.sop_class_uid,
+                                     "transfer_syntax": incoming.header.transfer_syntax_uid})
+                         for instance, incoming in pairs])
+        sent = [(instance.pk, instance.series_id, instance.study_id) for instance in created]
+        transaction.on_commit(lambda: [signals.instance_received.send(sender=Instance, instance_id=pk,
+                                                                      series_id=series_id, study_id=study_id)
+                                       for pk, series_id, study_id in sent])
+
+
+def _store_raw(path: Path, key: str) -> str:
+    """Put the received file in quarantine under ``key`` (or a free variant of it); returns the name used.
+
+    On the local filesystem the object is a hard link to the received file, not a copy: the caller still
+    owns and removes its own name, and nothing is written twice. Elsewhere (S3) it is uploaded.
+    """
+    storage = storages["quarantine"]
+    if isinstance(storage, FileSystemStorage):
+        name = storage.get_available_name(key)
+        target = Path(storage.path(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+            return name
+        except OSError:
+            pass  # another filesystem, or links not allowed there: copy it
     with path.open("rb") as stream:
-        stored = storages["quarantine"].save(key, File(stream, name=key))
-    stored_keys.append(stored)  # removed again by the caller if this transaction does not commit
-    instance = Instance.objects.create(
-        study=study, series=series, submission=submission, sop_class_uid=header.sop_class_uid,
-        sop_uid_hash=sop_hash, transfer_syntax_uid=header.transfer_syntax_uid, raw_key=stored, raw_sha256=sha256,
-        raw_size=size)
-    audit_record(actor=submission.submitted_by, action="intake.instance_received", target=instance,
-                 trial_id=trial.pk, site_id=submission.site_id, subject_id=study.subject_id,
-                 subject_code=study.subject.code if study.subject_id else "",
-                 details={"channel": submission.channel, "submission": submission.pk, "study": study.pk,
-                          "sha256": sha256, "size": size, "sop_class": header.sop_class_uid,
-                          "transfer_syntax": header.transfer_syntax_uid})
-    transaction.on_commit(lambda: signals.instance_received.send(sender=Instance, instance_id=instance.pk))
-    return FileOutcome(name, ACCEPTED, "", instance.pk, study.pk)
+        return storage.save(key, File(stream, name=key))
 
 
 def _gate(*, submission: Submission, procedure: str) -> str:
@@ -394,9 +515,9 @@ def study_assign(*, actor, study: ImagingStudy, subject: Subject, visit: Visit, 
                  site_id=study.site_id, subject_id=subject.pk, subject_code=subject.code,
                  details={"visit": visit.timepoint, "procedure": procedure, "version": study.version})
     study_transition(actor=actor, study=study, to=ImagingStudy.Status.RECEIVED, reason="assigned from the inbox")
-    for instance_id in study.instances.values_list("pk", flat=True):
-        transaction.on_commit(lambda pk=instance_id: signals.instance_received.send(sender=Instance,
-                                                                                   instance_id=pk))
+    for instance_id, series_id in study.instances.values_list("pk", "series_id"):
+        transaction.on_commit(lambda pk=instance_id, series=series_id: signals.instance_received.send(
+            sender=Instance, instance_id=pk, series_id=series, study_id=study.pk))
     return study
 
 

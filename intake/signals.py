@@ -3,7 +3,11 @@
 Higher apps (de-identification) connect receivers that only enqueue their own
 task; intake imports none of them.
 
-- ``instance_received(sender=Instance, instance_id=int)``: one stored instance, raw bytes in quarantine.
+- ``instance_received(sender=Instance, instance_id=int, series_id=int, study_id=int)``: one stored
+  instance, raw bytes in quarantine, sent once per instance (and again for each instance of a study
+  assigned from the unassigned inbox). Instances filed together (a C-STORE batch) send theirs one
+  after another once their transaction has committed: a receiver that enqueues work per series sees
+  the series id without a query.
 """
 
 from django.dispatch import Signal

@@ -192,9 +192,12 @@ from django.db import transaction
 from audit.services import audit_record
 with transaction.atomic():
     audit_record(actor=None, action="test.slow")
-    time.sleep(2)
-"""], cwd=ROOT, env=env)
-    time.sleep(1)  # the slow writer has its id but has not committed
+    print("inserted", flush=True)
+    time.sleep(4)
+"""], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    # the slow writer has its id but has not committed (waiting on it, not a guess: Django's start-up
+    # takes seconds on a loaded machine)
+    assert slow.stdout.readline().strip() == "inserted"
     _record("test.fast")
     assert chain_seal() == 1
     assert slow.wait(30) == 0

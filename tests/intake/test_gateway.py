@@ -24,9 +24,11 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
+from intake.filer import Filer
 from intake.gateway import Gateway
 from intake.models import ImagingStudy, Instance, Submission
-from intake.services import gateway_peer_register
+from intake.services import gateway_peer_register, submission_open
+from intake.spool import Spool
 from trials.services import qualification_decide, qualification_request, qualification_submit, subject_enroll
 
 from ..conftest import database_url_for_children
@@ -69,8 +71,8 @@ def enrolled(trial, site1, coordinator_site1, qc_analyst, trial_manager):
 
 
 @pytest.fixture
-def gateway():
-    gateway = Gateway(host="127.0.0.1", port=0).start()
+def gateway(tmp_path):
+    gateway = Gateway(host="127.0.0.1", port=0, spool=Spool(tmp_path / "spool")).start()
     yield gateway
     gateway.stop(grace=1)
 
@@ -90,9 +92,10 @@ def storescu(port: int, *paths: Path, calling: str = PEER, called: str = "CORELA
 
 
 def push(gateway: Gateway, *paths: Path, **kwargs) -> subprocess.CompletedProcess:
-    """storescu, then wait for the gateway to finish the association (the sender does not wait for that)."""
+    """storescu, then wait for the gateway to finish the association (the sender does not wait for that)
+    and to file what it received."""
     result = storescu(gateway.port, *paths, **kwargs)
-    assert gateway.wait_idle(10)
+    assert gateway.wait_idle(10) and gateway.wait_filed(30)
     return result
 
 
@@ -106,7 +109,7 @@ def _scu_store(gateway: Gateway, dataset: pydicom.Dataset) -> pydicom.Dataset:
         return assoc.send_c_store(dataset)
     finally:
         assoc.release()
-        assert gateway.wait_idle(10)
+        assert gateway.wait_idle(10) and gateway.wait_filed(30)
 
 
 def _study(folder: Path, count: int = 3, **kwargs) -> list[Path]:
@@ -175,7 +178,7 @@ def test_concurrent_associations_all_succeed_and_assemble_one_study(tmp_path, ga
     for sender in senders:
         output, _ = sender.communicate(timeout=60)
         assert sender.returncode == 0, output
-    assert gateway.wait_idle(10)
+    assert gateway.wait_idle(10) and gateway.wait_filed(30)
 
     study = ImagingStudy.objects.get()
     assert study.instances.count() == 12 and study.version == 1
@@ -228,29 +231,30 @@ def test_a_compressed_image_is_stored_as_received(tmp_path, gateway, enrolled):
     (lambda ds: delattr(ds, "PixelData"), "no pixel data"),
     (lambda ds: setattr(ds, "PixelData", ds.PixelData[:1000]), "truncated"),
 ])
-def test_a_broken_data_set_gets_cannot_understand_and_nothing_is_stored(tmp_path, gateway, enrolled, damage,
-                                                                       reason):
+def test_a_broken_data_set_is_refused_with_its_reason_and_nothing_is_stored(tmp_path, gateway, enrolled, damage,
+                                                                            reason):
     ds = pydicom.dcmread(_study(tmp_path, count=1)[0])
     damage(ds)
     status = _scu_store(gateway, ds)
 
-    assert status.Status == 0xC000
-    assert status.ErrorComment.startswith(reason) and len(status.ErrorComment) <= 64
+    assert status.Status == 0x0000  # answered once spooled: the filer refuses it, the Submission says why
     assert not Instance.objects.exists() and not ImagingStudy.objects.exists()
     submission = Submission.objects.get()
     assert submission.rejected == 1 and submission.results[0]["reason"].startswith(reason)
 
 
-def test_a_patient_of_another_site_gets_processing_failure_with_the_reason(tmp_path, gateway, enrolled, site2,
-                                                                          coordinator_site2):
+def test_a_patient_of_another_site_is_refused_with_the_reason(tmp_path, gateway, enrolled, site2,
+                                                             coordinator_site2):
     subject_enroll(actor=coordinator_site2, site=site2, code="102-0001", patient_id="MRN-2002",
                    enrollment_date=ENROLLED)
     ds = pydicom.dcmread(make_study(tmp_path, patient_id="MRN-2002", date=BASELINE, scanner=SCANNER, count=1)[0])
     status = _scu_store(gateway, ds)
 
-    assert status.Status == 0x0110  # readable, but the trial's rules refuse it (as STOW-RS answers)
-    assert "another site" in status.ErrorComment
-    assert not Instance.objects.exists()
+    assert status.Status == 0x0000
+    assert not Instance.objects.exists() and not gateway.spool.pending()  # nothing kept, anywhere
+    submission = Submission.objects.get()
+    assert submission.rejected == 1 and "another site" in submission.results[0]["reason"]
+    assert submission.finished_at is not None
 
 
 def test_an_instance_over_the_size_limit_is_refused_as_out_of_resources(tmp_path, gateway, enrolled, settings):
@@ -263,7 +267,7 @@ def test_an_instance_over_the_size_limit_is_refused_as_out_of_resources(tmp_path
     assert submission.rejected == 1 and "byte limit" in submission.results[0]["reason"]
 
 
-def test_a_lost_database_connection_answers_out_of_resources_then_recovers(tmp_path, gateway, enrolled):
+def test_filing_waits_out_a_lost_database_connection_and_loses_nothing(tmp_path, gateway, enrolled):
     first, second, third = (pydicom.dcmread(p) for p in _study(tmp_path))
     with connection.cursor() as cursor:
         cursor.execute("SELECT now()")
@@ -273,22 +277,24 @@ def test_a_lost_database_connection_answers_out_of_resources_then_recovers(tmp_p
     assoc = ae.associate("127.0.0.1", gateway.port, ae_title="CORELAB")
     try:
         assert assoc.send_c_store(first).Status == 0x0000
-        # the database drops the gateway's connection (a restart, a failover): the one opened since
+        assert gateway.wait_filed(30) is False  # the association is open: its Submission is not closed yet
+        # the database drops the gateway's connections (a restart, a failover): those opened since
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
                            "current_database() AND pid <> pg_backend_pid() AND backend_start > %s", [before])
-            assert cursor.fetchall() == [(True,)]
-        assert assoc.send_c_store(second).Status == 0xA700  # out of resources: send again later
-        assert assoc.send_c_store(third).Status == 0x0000  # the next instance connects afresh
+            assert cursor.fetchall()
+        # the receiver needs no database after the first instance, and the filer connects afresh
         assert assoc.send_c_store(second).Status == 0x0000
+        assert assoc.send_c_store(third).Status == 0x0000
     finally:
         assoc.release()
-        assert gateway.wait_idle(10)
+        assert gateway.wait_idle(10) and gateway.wait_filed(30)
     assert Instance.objects.count() == 3
+    assert Submission.objects.get().accepted == 3
 
 
 def test_stopping_aborts_an_open_association_and_closes_its_submission(tmp_path, enrolled):
-    gateway = Gateway(host="127.0.0.1", port=0).start()
+    gateway = Gateway(host="127.0.0.1", port=0, spool=Spool(tmp_path / "spool")).start()
     ae = AE(ae_title=PEER)
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", gateway.port, ae_title="CORELAB")
@@ -309,7 +315,8 @@ def _free_port() -> int:
 
 def test_the_command_spreads_concurrent_associations_over_its_workers_and_stops_on_sigterm(tmp_path, enrolled):
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url_for_children(), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DATABASE_URL": database_url_for_children(), "PYTHONUNBUFFERED": "1",
+           "INTAKE_SPOOL_DIR": str(tmp_path / "spool")}
     gateway = subprocess.Popen([sys.executable, "manage.py", "dicom_gateway", "--host", "127.0.0.1", "--port",
                                 str(port), "--processes", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -330,6 +337,50 @@ def test_the_command_spreads_concurrent_associations_over_its_workers_and_stops_
     assert gateway.returncode == 0, output
     assert ImagingStudy.objects.get().instances.count() == 12
     assert Submission.objects.filter(accepted=3, finished_at__isnull=False).count() == 4
-    stores = [line for line in output.splitlines() if "3 stored" in line]
+    stores = [line for line in output.splitlines() if "3 spooled for filing" in line]
     assert len(stores) == 4, output
     assert {line.split("worker ")[1][0] for line in stores} == {"0", "1"}  # both cores took a share
+
+
+def test_what_a_killed_gateway_left_in_the_spool_is_filed_at_the_next_start(tmp_path, enrolled):
+    """Instances answered as stored are in the spool: a filer that starts later files them and closes."""
+    spool = Spool(tmp_path / "spool")
+    submission = submission_open(actor=None, site=enrolled.site, channel=Submission.Channel.DICOM,
+                                 calling_ae=PEER)
+    for sequence, path in enumerate(_study(tmp_path, count=3), start=1):
+        spool.put(submission_id=submission.pk, sequence=sequence, chunks=[path.read_bytes()])
+    spool.close(submission.pk)
+    partial = spool.folder(submission.pk) / ".partial-000000004"  # killed while writing the fourth
+    partial.write_bytes(b"\x00" * 100)
+
+    assert spool.discard_partials() == 1 and not partial.exists()
+    assert Filer(spool=spool).drain(timeout=30)
+
+    submission.refresh_from_db()
+    assert (submission.accepted, submission.rejected, submission.finished_at is not None) == (3, 0, True)
+    assert [r["file"] for r in submission.results] == ["C-STORE 1", "C-STORE 2", "C-STORE 3"]
+    assert ImagingStudy.objects.get().instances.count() == 3
+    assert not spool.pending() and not spool.folder(submission.pk).exists()
+
+
+def test_a_filer_that_files_a_batch_again_acknowledges_duplicates_and_stores_nothing_twice(tmp_path, enrolled):
+    """A filer killed after its batch committed, before removing the files, files them again on restart."""
+    spool = Spool(tmp_path / "spool")
+    submission = submission_open(actor=None, site=enrolled.site, channel=Submission.Channel.DICOM,
+                                 calling_ae=PEER)
+    paths = _study(tmp_path, count=2)
+    for sequence, path in enumerate(paths, start=1):
+        spool.put(submission_id=submission.pk, sequence=sequence, chunks=[path.read_bytes()])
+    Filer(spool=spool).file_once()
+    for sequence, path in enumerate(paths, start=1):  # as if never removed
+        spool.put(submission_id=submission.pk, sequence=sequence, chunks=[path.read_bytes()])
+    spool.close(submission.pk)
+    assert Filer(spool=spool).drain(timeout=30)
+
+    submission.refresh_from_db()
+    assert (submission.accepted, submission.duplicates) == (2, 2)
+    stored = {instance.raw_key for instance in Instance.objects.all()}
+    assert len(stored) == 2 and all(storages["quarantine"].exists(key) for key in stored)
+    # the second filing linked no new objects: every file under the study's folder is one of the two
+    folder = Path(storages["quarantine"].path(next(iter(stored)))).parent
+    assert len(list(folder.iterdir())) == 2

@@ -2,10 +2,12 @@
 
 import datetime
 import shutil
+from pathlib import Path
 
 import pydicom
 import pytest
 from django.core.files.storage import storages
+from django.db import IntegrityError, connection
 from django.dispatch import receiver
 
 from audit.models import AuditEvent
@@ -15,6 +17,7 @@ from intake.models import ImagingStudy, Instance, Submission
 from intake.services import (
     instance_receive,
     instance_transition,
+    instances_receive,
     study_assign,
     study_reject_unassigned,
     study_transition,
@@ -283,3 +286,66 @@ def test_files_are_never_rewritten_in_place(tmp_path, site1, coordinator_site1, 
         again = storages["quarantine"].save(instance.raw_key, File(stream))
     assert again != instance.raw_key
     storages["quarantine"].delete(again)
+
+
+def test_a_batch_files_each_file_as_one_would_with_one_event_and_one_signal_per_instance(
+        tmp_path, site1, ready_site, received, django_capture_on_commit_callbacks):
+    """instances_receive, as the gateway's filer calls it: two studies, a broken file and a repeat in one batch."""
+    collected = []
+
+    @receiver(signals.instance_received, weak=False, dispatch_uid="test-series-collector")
+    def collect(sender, instance_id, series_id, study_id, **kwargs):
+        collected.append((instance_id, series_id, study_id))
+
+    try:
+        baseline = make_study(tmp_path / "bl", patient_id="MRN-1001", date=datetime.date(2026, 3, 1), count=3,
+                              scanner=SCANNER)
+        week6 = make_study(tmp_path / "w6", patient_id="MRN-1001", date=datetime.date(2026, 4, 13), count=2,
+                           scanner=SCANNER)
+        broken = tmp_path / "broken.dcm"
+        broken.write_bytes(b"not DICOM at all")
+        gateway = submission_open(actor=None, site=site1, channel=Submission.Channel.DICOM, calling_ae="PACS")
+        files = [(baseline[0], "1"), (week6[0], "2"), (broken, "3"), (baseline[1], "4"), (baseline[0], "5"),
+                 (week6[1], "6"), (baseline[2], "7")]
+        with django_capture_on_commit_callbacks(execute=True):
+            outcomes = instances_receive(submission=gateway, files=files)
+    finally:
+        signals.instance_received.disconnect(dispatch_uid="test-series-collector")
+
+    assert [(o.file, o.outcome) for o in outcomes] == [
+        ("1", "accepted"), ("2", "accepted"), ("3", "rejected"), ("4", "accepted"), ("5", "duplicate"),
+        ("6", "accepted"), ("7", "accepted")]
+    assert "not a DICOM file" in outcomes[2].reason
+    studies = {study.visit.timepoint: study for study in ImagingStudy.objects.select_related("visit")}
+    assert studies["BL"].instances.count() == 3 and studies["W6"].instances.count() == 2
+    instances = {instance.pk: instance for instance in Instance.objects.all()}
+    # exactly one signal per stored instance, carrying its series and study
+    assert sorted(received) == sorted(instances)
+    assert sorted(collected) == sorted((pk, i.series_id, i.study_id) for pk, i in instances.items())
+    events = AuditEvent.objects.filter(action="intake.instance_received")
+    assert sorted(int(e.target_id) for e in events) == sorted(instances)
+    for event in events:
+        instance = instances[int(event.target_id)]
+        assert event.subject_id == ready_site["subject"].pk and event.details["sha256"] == instance.raw_sha256
+    gateway.refresh_from_db()
+    assert (gateway.accepted, gateway.duplicates, gateway.rejected) == (5, 1, 1)
+    assert [row["file"] for row in gateway.results] == ["3", "1", "4", "5", "7", "2", "6"]  # refusals, then by study
+
+
+def test_a_batch_that_fails_on_the_database_leaves_nothing_of_that_study(tmp_path, site1, ready_site):
+    """A study whose transaction fails keeps no object in quarantine and no row; nothing is counted."""
+    paths = make_study(tmp_path, patient_id="MRN-1001", count=2, scanner=SCANNER)
+    gateway = submission_open(actor=None, site=site1, channel=Submission.Channel.DICOM, calling_ae="PACS")
+    before = set(Path(storages["quarantine"].location).rglob("*.dcm"))
+    with connection.cursor() as cursor:  # the next Instance insert fails as a lost server would
+        cursor.execute("ALTER TABLE intake_instance ADD CONSTRAINT test_refuse CHECK (raw_size < 0) NOT VALID")
+    try:
+        with pytest.raises(IntegrityError):
+            instances_receive(submission=gateway, files=[(p, p.name) for p in paths])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE intake_instance DROP CONSTRAINT test_refuse")
+    assert not Instance.objects.exists() and not ImagingStudy.objects.exists()
+    assert set(Path(storages["quarantine"].location).rglob("*.dcm")) == before
+    gateway.refresh_from_db()
+    assert (gateway.accepted, gateway.rejected, gateway.results) == (0, 0, [])
