@@ -244,3 +244,101 @@ class GatewayPeerDetailApi(APIView):
                 peer = services.gateway_peer_set_active(actor=request.user, peer=peer, active=active, reason=reason)
         return Response(GatewayPeerOutput(selectors.gateway_peer_get_for_user(user=request.user,
                                                                              peer_id=peer_id)).data)
+
+
+# -- what arrived through every door ------------------------------------------------------------------------
+
+from .models import Submission  # noqa: E402  (kept beside the part of this module that serves it)
+
+
+class SubmissionOutput(serializers.ModelSerializer):
+    trial = serializers.CharField(source="trial.protocol_number")
+    trial_id = serializers.IntegerField()
+    site = serializers.CharField(source="site.number")
+    site_id = serializers.IntegerField()
+    calling_ae = serializers.CharField(help_text="the sender's AE title (DICOM C-STORE); empty for the other "
+                                                 "channels")
+    submitted_by = serializers.CharField(source="submitted_by.username", default=None, allow_null=True,
+                                         help_text="the signed-in user (web, STOW-RS); null for C-STORE")
+    finished_at = serializers.DateTimeField(allow_null=True, help_text="null: still open")
+
+    class Meta:
+        model = Submission
+        fields = ["id", "trial", "trial_id", "site", "site_id", "channel", "calling_ae", "submitted_by",
+                  "started_at", "finished_at", "accepted", "duplicates", "rejected"]
+
+
+class SubmissionResultOutput(serializers.Serializer):
+    file = serializers.CharField(help_text="the file's base name as sent")
+    outcome = serializers.ChoiceField(choices=list(selectors.RESULT_ORDER))
+    reason = serializers.CharField(allow_blank=True, help_text="why it was refused (or a note on a duplicate)")
+
+
+class SubmissionStudyOutput(serializers.ModelSerializer):
+    subject = serializers.CharField(source="subject.code", default=None, allow_null=True)
+    visit = serializers.CharField(source="visit.timepoint", default=None, allow_null=True)
+    status = serializers.CharField()
+    received = serializers.IntegerField(help_text="instances of this study from this submission")
+
+    class Meta:
+        model = ImagingStudy
+        fields = ["id", "subject", "visit", "procedure", "version", "status", "modality", "unassigned_reason",
+                  "received"]
+
+
+class SubmissionDetailOutput(SubmissionOutput):
+    results = SubmissionResultOutput(many=True, source="ordered_results",
+                                     help_text="per file: refused first, then duplicates, then accepted")
+    studies = SubmissionStudyOutput(many=True, source="filed_studies",
+                                    help_text="the studies this submission's instances were filed into")
+
+    class Meta(SubmissionOutput.Meta):
+        fields = [*SubmissionOutput.Meta.fields, "results", "studies"]
+
+
+class SubmissionFilterInput(serializers.Serializer):
+    trial = serializers.IntegerField(required=False, min_value=1, help_text="only this trial")
+    site = serializers.IntegerField(required=False, min_value=1, help_text="only this site")
+    channel = serializers.ChoiceField(choices=Submission.Channel.choices, required=False)
+    refused = serializers.BooleanField(required=False, default=False,
+                                       help_text="only submissions with at least one refused file")
+    started_from = serializers.DateField(required=False, help_text="opened on or after this day (UTC)")
+    started_to = serializers.DateField(required=False, help_text="opened on or before this day (UTC)")
+
+
+class SubmissionPagination(PageNumberPagination):
+    page_size = 50
+
+
+@extend_schema(tags=["intake"], responses=SubmissionOutput(many=True), parameters=[SubmissionFilterInput])
+class SubmissionListApi(APIView):
+    pagination_class = SubmissionPagination
+
+    def get(self, request):
+        """Submissions of every channel, newest first: coordinators their sites, trial managers and roles
+        that see every site all sites of their trials."""
+        if not selectors.submissions_visible_to(user=request.user):
+            raise Http404("No such page")
+        data = SubmissionFilterInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        filters = data.validated_data
+        submissions = selectors.submission_list_for_user(
+            user=request.user, trial_id=filters.get("trial"), site_id=filters.get("site"),
+            channel=filters.get("channel"), refused_only=filters["refused"],
+            started_from=filters.get("started_from"), started_to=filters.get("started_to"))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(submissions, request, view=self)
+        return paginator.get_paginated_response(SubmissionOutput(page, many=True).data)
+
+
+@extend_schema(tags=["intake"], responses=SubmissionDetailOutput)
+class SubmissionDetailApi(APIView):
+    def get(self, request, submission_id: int):
+        """One submission with its per-file results and the studies its instances went to; 404 when not
+        visible."""
+        submission = selectors.submission_get_for_user_any_channel(user=request.user, submission_id=submission_id)
+        groups = selectors.submission_results_grouped(user=request.user, submission=submission)
+        submission.ordered_results = [row for rows in groups.values() for row in rows]
+        submission.filed_studies = selectors.submission_study_list_for_user(user=request.user,
+                                                                            submission=submission)
+        return Response(SubmissionDetailOutput(submission).data)

@@ -10,6 +10,8 @@ class IntakeConfig(AppConfig):
         from trials.permissions import Perm
 
         navigation.register(navigation.NavItem("Upload", "upload", perm=Perm.SUBMIT_IMAGES, order=12))
+        navigation.register(navigation.NavItem("Received", "intake-submissions", order=13,
+                                               perm=(Perm.SUBMIT_IMAGES, Perm.MANAGE_TRIAL, Perm.VIEW_ALL_SITES)))
         navigation.register(navigation.NavItem("Unassigned inbox", "intake-inbox",
                                                perm=(Perm.SUBMIT_IMAGES, Perm.MANAGE_TRIAL), order=14))
         navigation.register(navigation.NavItem("Expected vs. received", "intake-expected",

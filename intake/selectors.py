@@ -248,3 +248,97 @@ def gateway_peer_get_for_user(*, user, peer_id: int) -> GatewayPeer:
     if sites is not None and peer.site_id not in sites:
         raise Http404("No such sender")
     return peer
+
+
+# -- what arrived through every door (web, C-STORE, STOW-RS) ------------------------------------------------
+
+from .models import Instance, Submission  # noqa: E402  (kept beside the part of this module that reads them)
+
+
+def _submission_scope(*, user, site_field: str = "site_id", trial_field: str = "trial_id") -> Q:
+    """Rows of the sites whose arrivals the user sees: every site of the trials they manage or see whole
+    (``VIEW_ALL_SITES``: QC, sponsors, auditors), the sites they coordinate; nothing for anyone else
+    (readers are blinded to sites)."""
+    scope = Q(pk__in=[])
+    whole = trial_ids_with(user=user, perm=Perm.MANAGE_TRIAL) | trial_ids_with(user=user, perm=Perm.VIEW_ALL_SITES)
+    if whole:
+        scope |= Q(**{f"{trial_field}__in": whole})
+    for trial_id in trial_ids_with(user=user, perm=Perm.SUBMIT_IMAGES) - whole:
+        sites = site_ids_with(user=user, perm=Perm.SUBMIT_IMAGES, trial_id=trial_id)
+        scope |= Q(**{trial_field: trial_id}) if sites is None else Q(**{trial_field: trial_id,
+                                                                         f"{site_field}__in": sites})
+    return scope
+
+
+def submissions_visible_to(*, user) -> bool:
+    """Whether the user has a Received page at all (coordinators, managers, roles that see every site)."""
+    return any(trial_ids_with(user=user, perm=perm)
+               for perm in (Perm.SUBMIT_IMAGES, Perm.MANAGE_TRIAL, Perm.VIEW_ALL_SITES))
+
+
+def submission_site_list_for_user(*, user) -> QuerySet[Site]:
+    """The sites whose submissions the user sees (the page's site filter), by trial and number."""
+    return (Site.objects.filter(_submission_scope(user=user, site_field="pk")).select_related("trial")
+            .order_by("trial__protocol_number", "number"))
+
+
+def submission_list_for_user(*, user, trial_id: int | None = None, site_id: int | None = None,
+                             channel: str | None = None, refused_only: bool = False,
+                             started_from: datetime.date | None = None, started_to: datetime.date | None = None
+                             ) -> QuerySet[Submission]:
+    """Submissions of every channel at the sites the user sees, newest first, narrowed by the filters
+    (dates inclusive, by the day the submission opened)."""
+    submissions = (Submission.objects.filter(_submission_scope(user=user))
+                   .select_related("trial", "site", "submitted_by").defer("results")
+                   .order_by("-started_at", "-pk"))
+    if trial_id is not None:
+        submissions = submissions.filter(trial_id=trial_id)
+    if site_id is not None:
+        submissions = submissions.filter(site_id=site_id)
+    if channel:
+        submissions = submissions.filter(channel=channel)
+    if refused_only:
+        submissions = submissions.filter(rejected__gt=0)
+    if started_from is not None:
+        submissions = submissions.filter(started_at__date__gte=started_from)
+    if started_to is not None:
+        submissions = submissions.filter(started_at__date__lte=started_to)
+    return submissions
+
+
+def submission_get_for_user_any_channel(*, user, submission_id: int) -> Submission:
+    """One submission of any channel at a site the user sees; 404 for missing and forbidden alike.
+    (The web upload's own ``submission_get_for_user`` in intake.views.upload serves only its channel.)"""
+    submissions = Submission.objects.filter(_submission_scope(user=user)).select_related(
+        "trial", "site", "submitted_by", "subject", "visit", "qualification")
+    return get_object_or_404(submissions, pk=submission_id)
+
+
+def submission_study_list_for_user(*, user, submission: Submission) -> QuerySet[ImagingStudy]:
+    """The studies the submission's instances were filed into, each with ``received`` (its instances from
+    this submission), by id."""
+    return (ImagingStudy.objects.filter(_submission_scope(user=user),
+                                        pk__in=Instance.objects.filter(submission=submission).values("study_id"))
+            .select_related("subject", "visit", "qualification")
+            .annotate(received=Count("instances", filter=Q(instances__submission=submission)))
+            .order_by("pk"))
+
+
+# the order the result list is read in: what needs the site's attention first
+RESULT_ORDER = ("rejected", "duplicate", "accepted")
+
+
+def submission_results_grouped(*, user, submission: Submission) -> dict[str, list[dict]]:
+    """The per-file results by outcome (``rejected``, ``duplicate``, ``accepted``), each in arrival order.
+
+    A file's name is as the site's computer wrote it and may carry a patient's name: only the site's
+    coordinators and the trial's managers see it; anyone else (QC, sponsor, auditor) sees its position.
+    """
+    names = has_perm(user=user, perm=Perm.SUBMIT_IMAGES, trial_id=submission.trial_id,
+                     site_id=submission.site_id) or has_perm(user=user, perm=Perm.MANAGE_TRIAL,
+                                                             trial_id=submission.trial_id)
+    groups: dict[str, list[dict]] = {outcome: [] for outcome in RESULT_ORDER}
+    for position, row in enumerate(submission.results or [], start=1):
+        shown = row if names else {**row, "file": f"file {position}"}
+        groups.setdefault(row.get("outcome", "rejected"), []).append(shown)
+    return groups

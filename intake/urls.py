@@ -33,7 +33,15 @@ peers_patterns: list = [
     path("intake/senders/<int:peer_id>/active/", peers.peer_set_active, name="intake-peer-active"),
 ]
 
-urlpatterns = upload_patterns + tracking_patterns + peers_patterns
+# what arrived through every door, with the reasons for refusals (intake.views.submissions)
+from .views import submissions  # noqa: E402  (kept beside its list so each part of intake owns its lines)
+
+submissions_patterns: list = [
+    path("intake/submissions/", submissions.submission_list, name="intake-submissions"),
+    path("intake/submissions/<int:submission_id>/", submissions.submission_detail, name="intake-submission"),
+]
+
+urlpatterns = upload_patterns + tracking_patterns + peers_patterns + submissions_patterns
 
 # REST API under /api/ (intake.api)
 from . import api  # noqa: E402
@@ -45,6 +53,9 @@ api_urlpatterns: list = [
     path("intake/trials/<int:trial_id>/expected/", api.ExpectedListApi.as_view(), name="api-intake-expected"),
     path("intake/trials/<int:trial_id>/senders/", api.GatewayPeerListApi.as_view(), name="api-intake-peer-list"),
     path("intake/senders/<int:peer_id>/", api.GatewayPeerDetailApi.as_view(), name="api-intake-peer-detail"),
+    path("intake/submissions/", api.SubmissionListApi.as_view(), name="api-intake-submission-list"),
+    path("intake/submissions/<int:submission_id>/", api.SubmissionDetailApi.as_view(),
+         name="api-intake-submission-detail"),
 ]
 
 # DICOMweb under /dicomweb/ (intake.stow); no trailing slash, as DICOMweb clients build the URLs
