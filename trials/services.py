@@ -441,9 +441,12 @@ def subject_arm_assign(*, actor, subject: Subject, arm: str) -> SubjectArm:
 
 # -- notices to sites ---------------------------------------------------------------------------------------
 
-def site_notify(*, site: Site, subject: str, body: str) -> SiteNotice:
+@transaction.atomic
+def site_notify(*, site: Site, subject: str, body: str, actor=None) -> SiteNotice:
     """Post a notice on the site's page and e-mail its coordinators once the transaction commits."""
     notice = SiteNotice.objects.create(site=site, subject=subject, body=body)
+    audit_record(actor=actor, action="trials.site_notified", target=notice, trial_id=site.trial_id,
+                 site_id=site.pk, details={"subject": subject})
     recipients = list(Membership.objects.filter(site=site, role=Role.SITE_COORDINATOR)
                       .exclude(user__email="").values_list("user__email", flat=True))
     if recipients:
