@@ -470,6 +470,8 @@ def study_transition(*, actor, study: ImagingStudy, to: str, reason: str = "", d
     audit_record(actor=actor, action="intake.study_status_changed", target=study, trial_id=study.trial_id,
                  site_id=study.site_id, subject_id=study.subject_id, reason=reason,
                  details={"from": before, "to": to, **(details or {})})
+    transaction.on_commit(lambda: signals.study_status_changed.send(
+        sender=ImagingStudy, study_id=study.pk, before=before, after=to))
     return study
 
 

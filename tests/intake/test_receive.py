@@ -349,3 +349,25 @@ def test_a_batch_that_fails_on_the_database_leaves_nothing_of_that_study(tmp_pat
     assert set(Path(storages["quarantine"].location).rglob("*.dcm")) == before
     gateway.refresh_from_db()
     assert (gateway.accepted, gateway.rejected, gateway.results) == (0, 0, [])
+
+
+def test_each_study_status_move_signals_once_after_commit(tmp_path, site1, coordinator_site1, ready_site,
+                                                         django_capture_on_commit_callbacks):
+    moves = []
+
+    @receiver(signals.study_status_changed, weak=False, dispatch_uid="test-moves")
+    def collect(sender, study_id, before, after, **kwargs):
+        moves.append((study_id, before, after))
+
+    try:
+        _receive_all(_web(coordinator_site1, site1, ready_site),
+                     make_study(tmp_path, patient_id="MRN-1001", count=1, scanner=SCANNER))
+        study = ImagingStudy.objects.get()
+        with django_capture_on_commit_callbacks(execute=True):
+            with pytest.raises(InvalidTransition):
+                study_transition(actor=None, study=study, to=ImagingStudy.Status.ACCEPTED)
+            study_transition(actor=None, study=study, to=ImagingStudy.Status.DEIDENTIFYING)
+            study_transition(actor=None, study=study, to=ImagingStudy.Status.DEIDENTIFIED)
+    finally:
+        signals.study_status_changed.disconnect(dispatch_uid="test-moves")
+    assert moves == [(study.pk, "received", "deidentifying"), (study.pk, "deidentifying", "deidentified")]
