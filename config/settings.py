@@ -113,6 +113,7 @@ CELERY_BEAT_SCHEDULE = {
     "audit-seal": {"task": "audit.chain_seal", "schedule": env.float("AUDIT_SEAL_INTERVAL", default=2.0)},
     "audit-verify-nightly": {"task": "audit.chain_verify", "schedule": timedelta(hours=24)},
     "sweep-stuck-work": {"task": "config.sweep_stuck", "schedule": timedelta(minutes=1)},
+    "deid-quarantine-purge": {"task": "deid.quarantine_purge", "schedule": timedelta(hours=1)},
 }
 # Work sitting in an intermediate state longer than this is re-enqueued by the sweeper.
 STUCK_WORK_AFTER = timedelta(seconds=env.int("STUCK_WORK_AFTER_SECONDS", default=600))

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from deid.urls import api_urlpatterns as deid_api
 from intake.urls import api_urlpatterns as intake_api
 from intake.urls import dicomweb_urlpatterns
 from trials.urls import api_urlpatterns as trials_api
@@ -13,6 +14,7 @@ from .health import healthz
 api_urlpatterns = [
     *trials_api,
     *intake_api,
+    *deid_api,
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -28,5 +30,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("dicomweb/", include(dicomweb_urlpatterns)),
     path("", include("intake.urls")),
+    path("", include("deid.urls")),
     path("", include("trials.urls")),
 ]

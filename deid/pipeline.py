@@ -1,0 +1,112 @@
+"""One file through the engine: read, de-identify, write, re-read and verify. No ORM, no storage.
+
+Shared by the Celery path (deid.services) and the batch CLI, so both release exactly the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass, field
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from deid.engine import DeidError, Keys, Profile, deidentify, identifying_strings, verify
+
+BURNED_IN_UNCLEANED = "(0028,0301) BurnedInAnnotation: YES and no pixel-clean region applies"
+
+
+@dataclass
+class Result:
+    """What happened to one file. ``output`` is set when the engine produced one (released or held)."""
+
+    output: bytes | None = None
+    sha256: str = ""
+    action_counts: dict = field(default_factory=dict)
+    removed_private: int = 0
+    uids_mapped: int = 0
+    dates_shifted: int = 0
+    pixel_boxes: int = 0
+    findings: list[str] = field(default_factory=list)  # verification problems: tags and keywords only
+    error: str = ""  # why the engine refused the file
+    duration_ms: int = 0
+    uids: tuple[str, str, str] = ("", "", "")  # study, series, SOP instance UIDs of the output
+
+    @property
+    def passed(self) -> bool:
+        return self.output is not None and not self.findings and not self.error
+
+
+def regions_for(ds, regions: list[dict]) -> list[tuple[int, int, int, int]]:
+    """The pixel boxes of every region matching the file's manufacturer, model and image size."""
+    def same(wanted, actual) -> bool:
+        if wanted in (None, ""):
+            return True
+        if isinstance(wanted, int):
+            return actual is not None and int(actual) == wanted
+        return str(actual or "").strip().casefold() == str(wanted).strip().casefold()
+
+    boxes = []
+    for region in regions:
+        if (same(region.get("manufacturer"), ds.get("Manufacturer"))
+                and same(region.get("model"), ds.get("ManufacturerModelName"))
+                and same(region.get("rows"), ds.get("Rows")) and same(region.get("columns"), ds.get("Columns"))):
+            boxes.extend(tuple(int(v) for v in box) for box in region.get("boxes", []))
+    return boxes
+
+
+def _redact(text: str, forbidden: frozenset[str]) -> str:
+    # the engine's findings name attributes, not values; this makes sure of it
+    for value in sorted(forbidden, key=len, reverse=True):
+        text = text.replace(value, "*")
+    return text
+
+
+def run(raw: bytes, *, profile: Profile, keys: Keys, subject_code: str, pixel_regions: list[dict]) -> Result:
+    """De-identify one Part 10 file's bytes and verify what would be written. Never raises for a bad file."""
+    started = time.perf_counter()
+    result = Result()
+    try:
+        ds = pydicom.dcmread(io.BytesIO(raw))
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
+        result.error = f"not a readable DICOM file ({type(exc).__name__})"
+        return _done(result, started)
+    forbidden = identifying_strings(ds)
+    boxes = None
+    if "clean_pixel_data" in profile.options:
+        boxes = regions_for(ds, pixel_regions)
+        result.pixel_boxes = len(boxes)
+    burned_in = str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
+    try:
+        report = deidentify(ds, profile=profile, keys=keys, subject_code=subject_code, pixel_boxes=boxes)
+    except (DeidError, ValueError) as exc:  # ValueError: a subject code or pixel box the engine refuses
+        result.error = _redact(str(exc), forbidden)
+        return _done(result, started)
+    try:
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # pydicom cannot write what it read (a malformed element): nothing safe to release
+        result.error = f"cannot be written after de-identification ({type(exc).__name__})"
+        return _done(result, started)
+    result.output = buffer.getvalue()
+    result.sha256 = hashlib.sha256(result.output).hexdigest()
+    result.action_counts = dict(sorted(report.actions.items()))
+    result.removed_private, result.uids_mapped = report.removed_private, report.uids_mapped
+    result.dates_shifted = report.dates_shifted
+    # verify the bytes that will be stored, not the dataset in memory
+    written = pydicom.dcmread(io.BytesIO(result.output))
+    result.findings = [_redact(p, forbidden)
+                       for p in verify(written, profile=profile, subject_code=subject_code, forbidden=forbidden)]
+    if burned_in and not result.pixel_boxes:
+        result.findings.append(BURNED_IN_UNCLEANED)
+    result.uids = (str(written.get("StudyInstanceUID", "")), str(written.get("SeriesInstanceUID", "")),
+                   str(written.get("SOPInstanceUID", "")))
+    return _done(result, started)
+
+
+def _done(result: Result, started: float) -> Result:
+    result.duration_ms = int((time.perf_counter() - started) * 1000)
+    return result

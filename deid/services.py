@@ -1,0 +1,396 @@
+"""Every de-identification write: profile versions, one instance through the engine, the quarantine purge.
+
+An instance goes RECEIVED (or FAILED, or DEIDENTIFYING left by a killed worker) -> DEIDENTIFYING ->
+DEIDENTIFIED (released to the archive) or FAILED (held: the output stays in quarantine, out of the
+archive). Three short steps, none holding a transaction while the engine runs:
+
+1. claim (transaction): status moves, the profile version is fixed;
+2. engine (no transaction): read quarantine, de-identify, verify, write the output under a
+   deterministic key (an existing identical object is accepted, a different one refused);
+3. record (transaction): DeidRecord, Instance output fields, status, audit event, and the study moves
+   forward when it was the last one.
+
+A session-level advisory lock per instance keeps two workers off the same file; PostgreSQL drops it
+when a killed worker's connection goes, so the redelivered task (or the sweeper's) simply starts again
+at step 1. The unique (instance, profile) constraint backs up "one record".
+"""
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from deid.engine import OPTIONS, Profile
+from intake.models import ImagingStudy, Instance
+from intake.services import instance_transition, study_transition
+from trials.permissions import Perm, ensure
+
+from . import pipeline, signals
+from .exceptions import ArchiveConflict, ProfileInvalid
+from .keys import subject_keys
+from .models import DeidProfile, DeidRecord
+
+log = logging.getLogger(__name__)
+
+S, IS = ImagingStudy.Status, Instance.Status
+# studies whose instances are de-identified: not waiting in the inbox, not rejected or closed
+DEID_STUDY_STATUSES = (S.RECEIVED, S.DEIDENTIFYING, S.DEIDENTIFIED, S.QC_PENDING)
+# a study in these moves back to DEIDENTIFYING when another of its instances is claimed
+_REOPEN = (S.RECEIVED, S.DEIDENTIFIED, S.QC_PENDING)
+_PROFILE_LOCK = 0x6465_6964_0100_0000  # + trial id: numbering a trial's profile versions
+_INSTANCE_LOCK = 0x6465_6964_0000_0000  # + instance id: one worker per instance
+
+
+# -- profiles -----------------------------------------------------------------------------------------------
+
+def engine_profile(profile: DeidProfile) -> Profile:
+    """The engine's Profile for a stored version."""
+    return Profile(options=frozenset(profile.options),
+                   safe_private=frozenset((creator, int(offset)) for creator, offset in profile.safe_private))
+
+
+def _element(value) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower().removeprefix("0x")
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise ProfileInvalid(f"safe-private element {value!r} is not a number (0x00-0xFF)") from None
+
+
+def _clean_regions(regions: Iterable[dict]) -> list[dict]:
+    cleaned = []
+    for number, region in enumerate(regions):
+        where = f"pixel region {number + 1}"
+        if not isinstance(region, dict) or set(region) - {"manufacturer", "model", "rows", "columns", "boxes"}:
+            raise ProfileInvalid(f"{where}: keys are manufacturer, model, rows, columns and boxes")
+        boxes = region.get("boxes") or []
+        if not boxes:
+            raise ProfileInvalid(f"{where}: give at least one box [x, y, width, height]")
+        for box in boxes:
+            if (not isinstance(box, list | tuple) or len(box) != 4 or any(not isinstance(v, int) for v in box)
+                    or box[0] < 0 or box[1] < 0 or box[2] <= 0 or box[3] <= 0):
+                raise ProfileInvalid(f"{where}: a box is [x, y, width, height] in pixels, not {box!r}")
+        for size in ("rows", "columns"):
+            if region.get(size) is not None and (not isinstance(region[size], int) or region[size] <= 0):
+                raise ProfileInvalid(f"{where}: {size} is a positive number of pixels")
+        cleaned.append({"manufacturer": str(region.get("manufacturer") or "").strip(),
+                        "model": str(region.get("model") or "").strip(),
+                        "rows": region.get("rows"), "columns": region.get("columns"),
+                        "boxes": [list(box) for box in boxes]})
+    return cleaned
+
+
+def _lock_trial_profiles(trial_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PROFILE_LOCK + trial_id])
+
+
+@transaction.atomic
+def profile_create_version(*, actor, trial, options: Iterable[str] = (), safe_private: Iterable = (),
+                           pixel_regions: Iterable[dict] = (), purge_raw_after_days: int | None = None,
+                           note: str = "") -> DeidProfile:
+    """Make version n+1 the trial's profile (trial managers; None: the system). Audited; never edits one."""
+    if actor is not None:
+        ensure(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
+    options = sorted(set(options))
+    unknown = [name for name in options if name not in OPTIONS]
+    if unknown:
+        raise ProfileInvalid(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}")
+    allow = sorted({(str(creator).strip(), _element(element)) for creator, element in safe_private})
+    regions = _clean_regions(pixel_regions)
+    if regions and "clean_pixel_data" not in options:
+        raise ProfileInvalid("pixel regions are blanked only under the clean_pixel_data option: switch it on")
+    if purge_raw_after_days is not None and (not isinstance(purge_raw_after_days, int) or purge_raw_after_days < 0):
+        raise ProfileInvalid("purge_raw_after_days is a number of days (0 or more), or empty to keep raw files")
+    try:
+        Profile(options=frozenset(options), safe_private=frozenset(allow))
+    except ValueError as exc:
+        raise ProfileInvalid(str(exc)) from None
+    _lock_trial_profiles(trial.pk)
+    previous = DeidProfile.objects.filter(trial=trial).order_by("-version").first()
+    profile = DeidProfile.objects.create(
+        trial=trial, version=previous.version + 1 if previous else 1, options=options,
+        safe_private=[list(entry) for entry in allow], pixel_regions=regions,
+        purge_raw_after_days=purge_raw_after_days, note=note.strip(), created_by=actor)
+    settings = {"options": options, "safe_private": profile.safe_private, "pixel_regions": regions,
+                "purge_raw_after_days": purge_raw_after_days}
+    changed = sorted(name for name, value in settings.items()
+                     if previous is None or getattr(previous, name) != value)
+    audit_record(actor=actor, action="deid.profile_version_created", target=profile, trial_id=trial.pk,
+                 reason=note.strip() or None,
+                 details={"version": profile.version, "previous": previous.version if previous else None,
+                          "changed": changed, **settings})
+    return profile
+
+
+def profile_current(*, trial) -> DeidProfile:
+    """The trial's current profile version; the first time it is needed, version 1: the Basic Profile."""
+    profile = DeidProfile.objects.filter(trial=trial).order_by("-version").first()
+    if profile is not None:
+        return profile
+    with transaction.atomic():
+        _lock_trial_profiles(trial.pk)
+        profile = DeidProfile.objects.filter(trial=trial).order_by("-version").first()
+        if profile is None:
+            profile = profile_create_version(
+                actor=None, trial=trial,
+                note="default: Basic Application Level Confidentiality Profile, no options; raw files kept")
+    return profile
+
+
+# -- one instance -------------------------------------------------------------------------------------------
+
+@contextmanager
+def _lease(instance_id: int):
+    """True while this connection holds the instance's lock, False when another live worker has it."""
+    key = _INSTANCE_LOCK + instance_id
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def archive_key(*, instance: Instance, profile: DeidProfile) -> str:
+    """Where an instance's released output lives: one object per instance and profile version."""
+    return f"{instance.study.trial_id}/{instance.study_id}/{instance.series_id}/{instance.pk}.v{profile.version}.dcm"
+
+
+def held_key(*, instance: Instance, profile: DeidProfile) -> str:
+    """Where a held output waits for QC: in quarantine, since verification found something left in it."""
+    return f"held/{archive_key(instance=instance, profile=profile)}"
+
+
+def _sha256_of(storage, key: str) -> str:
+    digest = hashlib.sha256()
+    with storage.open(key, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _store(storage, key: str, data: bytes, sha256: str) -> str:
+    """Write a new object under ``key``; an identical one already there (an earlier attempt) is kept."""
+    if storage.exists(key):
+        if _sha256_of(storage, key) != sha256:
+            raise ArchiveConflict(f"{key} already holds other bytes; outputs are never overwritten")
+        return key
+    stored = storage.save(key, ContentFile(data, name=key))
+    if stored != key:  # a concurrent writer got there first and the storage picked another name
+        storage.delete(stored)
+        return _store(storage, key, data, sha256)
+    return key
+
+
+def _claim(instance_id: int) -> tuple[Instance, DeidProfile] | DeidRecord | None:
+    """Step 1: what to de-identify with which profile, or the record that already answers, or None."""
+    with transaction.atomic():
+        instance = (Instance.objects.select_related("study__subject", "study__trial", "series")
+                    .filter(pk=instance_id).first())
+        if instance is None:
+            return None
+        study = instance.study
+        if instance.status == IS.DEIDENTIFIED:
+            return instance.deid_records.filter(outcome=DeidRecord.Outcome.RELEASED).first()
+        if study.subject_id is None or study.status not in DEID_STUDY_STATUSES:
+            return None  # unassigned studies wait for their subject; closed ones are not reopened
+        profile = profile_current(trial=study.trial)
+        existing = DeidRecord.objects.filter(instance=instance, profile=profile).first()
+        if existing is not None:
+            return existing  # held or refused under this version: a new version or QC decides, not a retry
+        study = ImagingStudy.objects.select_for_update().get(pk=study.pk)  # study before instance, always
+        if study.status not in DEID_STUDY_STATUSES:
+            return None  # rejected a moment ago
+        if study.status in _REOPEN:
+            study_transition(actor=None, study=study, to=S.DEIDENTIFYING,
+                             reason="instances to de-identify" if study.status == S.RECEIVED
+                             else "more instances arrived")
+        if instance.status in (IS.RECEIVED, IS.FAILED):
+            instance = instance_transition(actor=None, instance=instance, to=IS.DEIDENTIFYING,
+                                           details={"profile_version": profile.version})
+        return instance, profile
+
+
+def instance_deidentify(*, instance_id: int) -> DeidRecord | None:
+    """De-identify one received instance with its trial's current profile; the system's act.
+
+    Idempotent: an instance done under the current version returns its record; one another worker is
+    on returns None. Storage errors propagate (the task retries them); a file the engine refuses or
+    that fails verification is recorded and held, never retried under the same profile version.
+    """
+    with _lease(instance_id) as held:
+        if not held:
+            return None
+        claimed = _claim(instance_id)
+        if not isinstance(claimed, tuple):
+            return claimed
+        instance, profile = claimed
+        study = instance.study
+        with storages["quarantine"].open(instance.raw_key, "rb") as stream:
+            raw = stream.read()
+        raw_sha256 = hashlib.sha256(raw).hexdigest()
+        if raw_sha256 != instance.raw_sha256:
+            result = pipeline.Result(error="the raw object in quarantine does not match its recorded sha256")
+        else:
+            result = pipeline.run(raw, profile=engine_profile(profile),
+                                  keys=subject_keys(trial=study.trial, subject_code=study.subject.code),
+                                  subject_code=study.subject.code, pixel_regions=profile.pixel_regions)
+        del raw
+        storage_name, key = "", ""
+        if result.output is not None:
+            storage_name = "archive" if result.passed else "quarantine"
+            key = (archive_key if result.passed else held_key)(instance=instance, profile=profile)
+            _store(storages[storage_name], key, result.output, result.sha256)
+        return _record(instance=instance, profile=profile, result=result, raw_sha256=raw_sha256,
+                       storage_name=storage_name, key=key)
+
+
+def _record(*, instance: Instance, profile: DeidProfile, result: pipeline.Result, raw_sha256: str,
+            storage_name: str, key: str) -> DeidRecord:
+    """Step 3: the record, the instance's output fields and status, the audit event, the study's move."""
+    outcome = (DeidRecord.Outcome.RELEASED if result.passed
+               else DeidRecord.Outcome.HELD if result.output is not None else DeidRecord.Outcome.ERROR)
+    with transaction.atomic():
+        study = (ImagingStudy.objects.select_for_update(of=("self",)).select_related("subject")
+                 .get(pk=instance.study_id))
+        record, created = DeidRecord.objects.get_or_create(
+            instance=instance, profile=profile,
+            defaults={"outcome": outcome, "action_counts": result.action_counts,
+                      "removed_private": result.removed_private, "uids_mapped": result.uids_mapped,
+                      "dates_shifted": result.dates_shifted, "pixel_boxes": result.pixel_boxes,
+                      "duration_ms": result.duration_ms,
+                      "verification_passed": None if result.output is None else result.passed,
+                      "findings": result.error or "\n".join(result.findings), "raw_sha256": raw_sha256,
+                      "output_storage": storage_name, "output_key": key, "output_sha256": result.sha256,
+                      "output_size": len(result.output) if result.output is not None else None,
+                      "study_uid": result.uids[0], "series_uid": result.uids[1], "sop_uid": result.uids[2]})
+        if not created:
+            return record
+        details = {"profile_version": profile.version, "record": record.pk, "raw_sha256": raw_sha256,
+                   "deid_sha256": result.sha256, "size": record.output_size, "verification": outcome,
+                   "actions": result.action_counts, "removed_private": result.removed_private,
+                   "duration_ms": result.duration_ms}
+        where = {"target": instance, "trial_id": study.trial_id, "site_id": study.site_id,
+                 "subject_id": study.subject_id, "subject_code": study.subject.code}
+        if outcome == DeidRecord.Outcome.RELEASED:
+            row = Instance.objects.select_for_update().get(pk=instance.pk)
+            row.deid_key, row.deid_sha256, row.deid_size = key, result.sha256, record.output_size
+            row.save(update_fields=["deid_key", "deid_sha256", "deid_size"])
+            instance_transition(actor=None, instance=row, to=IS.DEIDENTIFIED,
+                                details={"profile_version": profile.version, "deid_sha256": result.sha256})
+            audit_record(actor=None, action="deid.instance_deidentified", details=details, **where)
+            if study.status == S.DEIDENTIFYING and not study.instances.exclude(status=IS.DEIDENTIFIED).exists():
+                study_transition(actor=None, study=study, to=S.DEIDENTIFIED,
+                                 reason="every instance de-identified and verified",
+                                 details={"profile_version": profile.version})
+                transaction.on_commit(lambda: signals.study_deidentified.send(sender=ImagingStudy,
+                                                                              study_id=study.pk))
+        else:
+            reason = result.error or f"verification failed: {len(result.findings)} finding(s)"
+            instance_transition(actor=None, instance=instance, to=IS.FAILED,
+                                details={"profile_version": profile.version, "reason": reason[:300]})
+            audit_record(actor=None, action="deid.instance_held",
+                         details={**details, "reason": reason[:300], "findings": result.findings[:50]}, **where)
+            transaction.on_commit(lambda: signals.instance_held.send(sender=DeidRecord, record_id=record.pk))
+    return record
+
+
+def series_pending(*, series_id: int) -> list[int]:
+    """Instances of the series still to de-identify (their study assigned and open), oldest first."""
+    return list(Instance.objects.filter(
+        series_id=series_id, status__in=(IS.RECEIVED, IS.DEIDENTIFYING, IS.FAILED),
+        study__subject__isnull=False, study__status__in=DEID_STUDY_STATUSES,
+    ).order_by("pk").values_list("pk", flat=True))
+
+
+def series_deidentify(*, series_id: int) -> dict[str, int]:
+    """De-identify every pending instance of a series, one short transaction pair each; idempotent.
+
+    Returns counts by outcome of the records made or found ("skipped": another worker's, or waiting).
+    """
+    counts = {"released": 0, "held": 0, "error": 0, "skipped": 0}
+    for instance_id in series_pending(series_id=series_id):
+        record = instance_deidentify(instance_id=instance_id)
+        counts[record.outcome if record is not None else "skipped"] += 1
+    return counts
+
+
+# -- quarantine purge ---------------------------------------------------------------------------------------
+
+def quarantine_purge(*, now: datetime | None = None) -> int:
+    """Delete raw files whose verified output is in the archive once each trial's retention allows; audited.
+
+    Retention is the trial's current profile's ``purge_raw_after_days`` (empty: keep). The archive
+    object is re-hashed first: the original's only copy never goes unless its output is really there.
+    Returns the number of raw files deleted. Safe to run concurrently (rows are taken with SKIP LOCKED).
+    """
+    now = now or timezone.now()
+    purged = 0
+    current = DeidProfile.objects.order_by("trial_id", "-version").distinct("trial_id")
+    for profile in current:
+        if profile.purge_raw_after_days is None:
+            continue
+        cutoff = now - timedelta(days=profile.purge_raw_after_days)
+        due = DeidRecord.objects.filter(
+            instance__study__trial_id=profile.trial_id, outcome=DeidRecord.Outcome.RELEASED,
+            verification_passed=True, raw_purged_at__isnull=True, instance__status=IS.DEIDENTIFIED,
+            created_at__lte=cutoff).order_by("pk").values_list("pk", flat=True)
+        for record_id in list(due):
+            purged += _purge_one(record_id=record_id, now=now, retention_days=profile.purge_raw_after_days)
+    return purged
+
+
+def _purge_one(*, record_id: int, now: datetime, retention_days: int) -> int:
+    with transaction.atomic():
+        record = (DeidRecord.objects.select_for_update(skip_locked=True, of=("self",))
+                  .select_related("instance__study", "profile").filter(pk=record_id, raw_purged_at__isnull=True)
+                  .first())
+        if record is None:
+            return 0
+        instance = record.instance
+        try:
+            intact = _sha256_of(storages["archive"], record.output_key) == record.output_sha256
+        except OSError:
+            intact = False
+        if not intact:
+            log.error("not purging the raw file of instance %s: its archived output is missing or altered",
+                      instance.pk)
+            return 0
+        record.raw_purged_at = now
+        record.save(update_fields=["raw_purged_at"])
+        audit_record(actor=None, action="deid.raw_purged", target=instance, trial_id=instance.study.trial_id,
+                     site_id=instance.study.site_id, subject_id=instance.study.subject_id,
+                     details={"raw_sha256": instance.raw_sha256, "raw_size": instance.raw_size,
+                              "deid_sha256": record.output_sha256, "profile_version": record.profile.version,
+                              "retention_days": retention_days})
+        # last, inside the transaction: if the commit fails the row says "not purged" and the next run
+        # deletes again (deleting a missing object is a no-op), so a purge is never left unrecorded
+        storages["quarantine"].delete(instance.raw_key)
+    return 1
+
+
+# -- mapping export -----------------------------------------------------------------------------------------
+
+@transaction.atomic
+def mapping_export(*, user, trial) -> list[dict]:
+    """The trial's original-hash -> pseudonym rows for its managers; the export itself is audited."""
+    from .selectors import mapping_rows
+
+    rows = list(mapping_rows(user=user, trial=trial))
+    audit_record(actor=user, action="deid.mapping_exported",
+                 target=("deid.mapping", trial.pk, f"{trial.protocol_number} pseudonym mapping"),
+                 trial_id=trial.pk, details={"rows": len(rows)})
+    return rows
