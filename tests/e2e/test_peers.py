@@ -5,25 +5,18 @@ from playwright.sync_api import expect
 from audit.models import AuditEvent
 from intake.models import GatewayPeer
 from intake.selectors import gateway_peer_for
-from trials.demo import DEMO_USERS
 from trials.models import Site
+
+from .helpers import demo_login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-PASSWORDS = {username: password for username, _, _, password in DEMO_USERS}
 
-
-def _login(page, server, username):
-    page.goto(f"{server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORDS[username])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Your trials")).to_be_visible()
 
 
 def test_a_manager_registers_a_sites_pacs_then_deactivates_it(app_server, page):
     call_command("load_demo")
-    _login(page, app_server, "manager")
+    demo_login(page, app_server, "manager")
 
     page.get_by_role("link", name="DICOM senders").click()
     expect(page.get_by_role("heading", name="DICOM senders")).to_be_visible()

@@ -2,25 +2,18 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from trials.demo import DEMO_USERS
 from trials.models import Site
+
+from .helpers import demo_login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-PASSWORDS = {username: password for username, _, _, password in DEMO_USERS}
 
-
-def _login(page, server, username):
-    page.goto(f"{server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORDS[username])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Your trials")).to_be_visible()
 
 
 def test_a_coordinator_sees_what_is_missing_for_qualification_and_fixes_one_gap(app_server, page):
     call_command("load_demo")
-    _login(page, app_server, "coord102")
+    demo_login(page, app_server, "coord102")
 
     page.get_by_role("link", name="My site").click()
     expect(page.get_by_role("heading", name="Site 102")).to_be_visible()
@@ -47,7 +40,7 @@ def test_a_coordinator_sees_what_is_missing_for_qualification_and_fixes_one_gap(
 
 def test_qc_analyst_approves_a_submitted_qualification(app_server, page):
     call_command("load_demo")
-    _login(page, app_server, "qc")
+    demo_login(page, app_server, "qc")
 
     page.get_by_role("link", name="Qualification review").click()
     page.locator("main table a").first.click()

@@ -8,16 +8,15 @@ from playwright.sync_api import expect
 
 from intake.models import Submission
 from intake.services import instance_receive, submission_close, submission_open
-from trials.demo import DEMO_USERS
 from trials.models import Site
 from trials.services import subject_enroll
 
 from ..intake.dicom import make_study
 from .conftest import ARTIFACTS
+from .helpers import demo_login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-PASSWORDS = {username: password for username, _, _, password in DEMO_USERS}
 OTHER_SITE = "the Patient ID belongs to a subject of another site (102-0001 is not enrolled at this site)"
 
 
@@ -27,13 +26,6 @@ def quarantine(settings, tmp_path):
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(tmp_path / "quarantine")}}}
 
-
-def _login(page, server, username):
-    page.goto(f"{server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORDS[username])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Your trials")).to_be_visible()
 
 
 def test_a_coordinator_finds_the_association_with_refusals_and_reads_why(app_server, page, tmp_path):
@@ -52,7 +44,7 @@ def test_a_coordinator_finds_the_association_with_refusals_and_reads_why(app_ser
     instance_receive(submission=clean, path=path, name=path.name)
     submission_close(submission=clean)
 
-    _login(page, app_server, "coord101")
+    demo_login(page, app_server, "coord101")
     page.get_by_role("link", name="Received", exact=True).click()
     expect(page.get_by_role("heading", name="Received", exact=True)).to_be_visible()
     table = page.locator("#submissions-table")

@@ -7,26 +7,18 @@ from playwright.sync_api import expect
 from pydicom.uid import generate_uid
 
 from intake.models import Instance, Submission
-from trials.demo import DEMO_USERS
 from trials.models import Visit
 
 from ..intake.dicom import make_study
 from .conftest import ARTIFACTS
+from .helpers import demo_login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-PASSWORDS = {username: password for username, _, _, password in DEMO_USERS}
 # the demo site 101 CT, as registered and qualified (trials.demo)
 CT101 = {"Manufacturer": "SIEMENS", "ManufacturerModelName": "SOMATOM Force", "DeviceSerialNumber": "75123",
          "SoftwareVersions": "syngo CT VA50A"}
 
-
-def _login(page, server, username):
-    page.goto(f"{server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORDS[username])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Your trials")).to_be_visible()
 
 
 def test_a_coordinator_uploads_a_folder_a_zip_and_a_stray_file_and_sees_the_results(app_server, page, tmp_path):
@@ -45,7 +37,7 @@ def test_a_coordinator_uploads_a_folder_a_zip_and_a_stray_file_and_sees_the_resu
     stray = tmp_path / "notes.txt"
     stray.write_text("site initiation visit minutes")
 
-    _login(page, app_server, "coord101")
+    demo_login(page, app_server, "coord101")
     page.goto(f"{app_server.url}/upload/")
     # each choice re-renders the form (htmx) with the choices that follow from it
     page.get_by_label("Subject", exact=True).select_option(label="101-0001")
