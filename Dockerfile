@@ -9,6 +9,11 @@ RUN npm ci --no-audit --no-fund
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
+# Pango and HarfBuzz (with fonts) for the audit PDF exports (WeasyPrint); Tesseract for OCR of burned-in text
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+        fonts-dejavu-core tesseract-ocr \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml ./
 # The pinned dependencies from pyproject, before the code so a code change does not reinstall them.
 # (`pip install .` would work too: the project is an empty distribution, packages = [], whose only

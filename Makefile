@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STATIC_SOURCES := $(shell find static templates -type f 2>/dev/null)
 # Debian packages the tests drive as real peers: the browser for Playwright, DCMTK's DICOM clients,
-# and dicom3tools' dciodvfy, the IOD validator de-identified output is checked with.
-TEST_DEBS := chromium dcmtk dicom3tools
+# and dicom3tools' dciodvfy, the IOD validator de-identified output is checked with; Pango, HarfBuzz's
+# subsetter and DejaVu fonts for WeasyPrint's audit PDF exports (chromium pulls them in today, but the
+# PDF export must not depend on the browser being installed).
+TEST_DEBS := chromium dcmtk dicom3tools libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
 .PHONY: install run test lint bench debs
 

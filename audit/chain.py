@@ -139,11 +139,18 @@ def verify_events(*, events: QuerySet[AuditEvent]) -> list[int]:
     This checks each row against its own seal, not the links between rows: a removed event is found by
     ``verify_chain``. Unsealed events in the set are skipped.
     """
-    ids_sql, params = events.order_by().values("id").query.sql_with_params()
+    # the queryset's own WHERE on a raw SELECT: an ``id IN (subquery)`` was planned as a hash join over
+    # the whole table
+    if len(events.query.alias_map) <= 1:  # no joins: the WHERE reads the audit table alone
+        where_sql, params = events.query.get_compiler(using=events.db).compile(events.query.where)
+        where_sql = where_sql or "TRUE"
+    else:
+        ids_sql, params = events.order_by().values("id").query.sql_with_params()
+        where_sql = f"id IN ({ids_sql})"
     failed = []
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {_SELECT}, seq, prev_hash, hash FROM audit_auditevent "  # noqa: S608
-                       f"WHERE id IN ({ids_sql}) AND seq IS NOT NULL", params)
+                       f"WHERE ({where_sql}) AND seq IS NOT NULL", params)
         for row in _rows(cursor):
             if link_hash(prev_hash=row["prev_hash"], row=row) != row["hash"]:
                 failed.append(row["id"])

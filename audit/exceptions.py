@@ -8,3 +8,7 @@ class AuditOutsideTransaction(AuditError):
 
 class ReasonRequired(AuditError):
     """A correction to regulated data was attempted without a reason."""
+
+
+class SignatureError(AuditError):
+    """An electronic signature could not be made (re-authentication failed, no meaning given, ...)."""

@@ -43,10 +43,17 @@ class AuditEvent(models.Model):
         ordering = ["occurred_at", "id"]
         indexes = [
             models.Index(fields=["trial_id", "occurred_at"], name="audit_trial_time"),
-            models.Index(fields=["subject_id", "occurred_at"], name="audit_subject_time"),
+            # the patient timeline's keyset: WHERE subject_id = ? AND (occurred_at, id) > (?, ?) ORDER BY 2, 3
+            models.Index(fields=["subject_id", "occurred_at", "id"], name="audit_subject_keyset"),
             models.Index(fields=["target_type", "target_id"], name="audit_target"),
             models.Index(fields=["action", "occurred_at"], name="audit_action_time"),
             models.Index(fields=["id"], name="audit_unsealed", condition=models.Q(seq__isnull=True)),
+            # audit search: by user, by site, and by action within a trial (see bench/README.md for the plans)
+            models.Index(fields=["actor_label", "occurred_at"], name="audit_actor_time"),
+            models.Index(fields=["site_id", "occurred_at"], name="audit_site_time"),
+            # pattern ops: serves action = 'x' and the family prefix action LIKE 'intake.%' alike
+            models.Index(fields=["trial_id", "action", "occurred_at"], name="audit_trial_action_time",
+                         opclasses=["int8_ops", "varchar_pattern_ops", "timestamptz_ops"]),
         ]
 
     def __str__(self) -> str:
@@ -55,3 +62,26 @@ class AuditEvent(models.Model):
     @property
     def sealed(self) -> bool:
         return self.seq is not None
+
+
+class ElectronicSignature(models.Model):
+    """A 21 CFR Part 11 signature: who (printed name), when (UTC), what it means, and the sha256 of the exact
+    content signed. Written once by ``audit.signatures.signature_sign``; a change to the signed record shows
+    as a hash that no longer matches (``signature_verify``), never as an edit of this row."""
+
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    signer_username = models.CharField(max_length=150)
+    printed_name = models.CharField(max_length=300)
+    meaning = models.CharField(max_length=200)
+    record_type = models.CharField(max_length=100)
+    record_id = models.CharField(max_length=64)
+    content_sha256 = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    audit_event = models.OneToOneField(AuditEvent, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["signed_at", "id"]
+        indexes = [models.Index(fields=["record_type", "record_id", "signed_at"], name="signature_record")]
+
+    def __str__(self) -> str:
+        return f"{self.printed_name}: {self.meaning} ({self.record_type} {self.record_id})"

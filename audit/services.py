@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from .context import request_ip
@@ -111,3 +111,46 @@ def history_save(*, instance: models.Model, reason: str, update_fields: list[str
         raise ReasonRequired(f"a reason is required to change {instance._meta.label} {instance.pk}")
     instance._change_reason = reason.strip()
     instance.save(update_fields=update_fields)
+
+
+@transaction.atomic
+def export_record(*, actor, action: str, export_format: str, rows: int, chain_head_seq: int, chain_head_hash: str,
+                  verification: dict, trial_id: int | None = None, site_id: int | None = None,
+                  subject_id: int | None = None, subject_code: str = "", filters: dict | None = None) -> AuditEvent:
+    """Record that an auditor took the trail away (``audit.timeline_exported``, ``audit.search_exported``).
+
+    The event is written before the file is streamed, with the chain head and verification result the
+    file itself carries; once it commits, a full chain verification is queued (``audit.chain_verify``).
+    """
+    event = audit_record(
+        actor=actor, action=action, target=("audit.export", export_format, f"{action} as {export_format}"),
+        trial_id=trial_id, site_id=site_id, subject_id=subject_id, subject_code=subject_code,
+        details={"format": export_format, "rows": rows, "chain_head_seq": chain_head_seq,
+                 "chain_head_hash": chain_head_hash, "verification": verification, "filters": filters or {}})
+    transaction.on_commit(_queue_chain_verify, robust=True)  # a broker outage must not fail the export
+    return event
+
+
+VERIFY_QUEUE_WINDOW = 300  # seconds: a burst of exports queues one whole-chain verification, not one each
+
+
+def _queue_chain_verify() -> None:
+    from django.core.cache import cache
+
+    from .tasks import chain_verify_task  # tasks imports services: imported at call time, no cycle
+
+    if cache.add("audit.chain_verify.queued", 1, timeout=VERIFY_QUEUE_WINDOW):
+        chain_verify_task.delay()
+
+
+@transaction.atomic
+def chain_verification_record(*, result) -> AuditEvent:
+    """Record a whole-chain verification (a ``chain.Verification``): ``audit.chain_verified`` when intact,
+    ``audit.chain_broken`` otherwise. The newest of these drives the tamper banner."""
+    ok = bool(result.ok)
+    details = {"ok": ok, "summary": result.summary(), "count": result.count, "head_seq": result.head_seq,
+               "head_hash": result.head_hash, "unsealed": result.unsealed}
+    if not ok:
+        details.update({"broken_seq": result.broken_seq, "broken_id": result.broken_id, "problem": result.problem})
+    return audit_record(actor=None, action="audit.chain_verified" if ok else "audit.chain_broken",
+                        target=("audit.chain", result.head_seq, "audit hash chain"), details=details)

@@ -3,6 +3,7 @@ import logging
 from celery import shared_task
 
 from .chain import chain_seal, verify_chain
+from .services import chain_verification_record
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +16,13 @@ def chain_seal_task() -> int:
 
 @shared_task(name="audit.chain_verify", acks_late=True, ignore_result=True)
 def chain_verify_task() -> str:
-    """Nightly: verify the whole chain; a broken link is logged as an error for the operators' alerting."""
+    """Nightly and after each export: verify the whole chain and record the result as an event.
+
+    A broken chain is logged as an error for the operators' alerting and recorded as ``audit.chain_broken``,
+    which puts the tamper banner in front of every trial manager and auditor. Safe to run twice.
+    """
+    chain_seal()  # what is committed gets sealed first, so the result speaks for every event so far
     result = verify_chain()
     (log.info if result.ok else log.error)("audit chain verification: %s", result.summary())
+    chain_verification_record(result=result)
     return result.summary()

@@ -77,6 +77,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "trials.context_processors.navigation",
+                "audit.context_processors.chain_alert",
             ],
         },
     },

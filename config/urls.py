@@ -32,4 +32,5 @@ urlpatterns = [
     path("", include("intake.urls")),
     path("", include("deid.urls")),
     path("", include("trials.urls")),
+    path("", include("audit.urls")),
 ]
