@@ -8,7 +8,7 @@ STATIC_SOURCES := $(shell find static templates -type f 2>/dev/null)
 # and dicom3tools' dciodvfy, the IOD validator de-identified output is checked with; Pango, HarfBuzz's
 # subsetter and DejaVu fonts for WeasyPrint's audit PDF exports (chromium pulls them in today, but the
 # PDF export must not depend on the browser being installed).
-TEST_DEBS := chromium dcmtk dicom3tools libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+TEST_DEBS := chromium dcmtk dicom3tools tesseract-ocr libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
 .PHONY: install run test lint bench debs
 

@@ -32,17 +32,26 @@ Choices the standard leaves to the implementation:
   would break the IOD. Group lengths (gggg,0000) outside the file meta are removed: they no longer match.
 - Private attributes are removed unless Retain Safe Private is on and (private creator, element offset)
   is on the trial's allowlist; a private creator stays only while its block keeps an element.
+
+Entry points: ``deidentify`` + ``verify`` work on a pydicom Dataset; ``deidentify_bytes`` takes a Part 10
+file as bytes and returns the de-identified file, its Report and the verification problems in one
+call, parsing only the elements the table changes and copying the rest (Pixel Data included) byte for
+byte: the same output, several times cheaper (``bench/deid.py``). ``pixel_review_reasons`` and
+``find_text`` (OCR) serve the files routed to pixel cleaning.
 """
 
 from .apply import Keys, Profile, Report, deidentify, method_codes
 from .check import verify
 from .errors import DeidError, PixelDataError
+from .ocr import OcrError, TextBox, find_text, pixel_review_reasons
 from .pixels import installed_decoders
 from .pseudonyms import ae_pseudonym, identifying_strings, map_uid, shift_date
+from .stream import Output, deidentify_bytes
 from .table import ACTIONS, OPTIONS, PROFILE_CODE, TABLE_EDITION, Row, row_action, table
 
 __all__ = [
-    "ACTIONS", "OPTIONS", "PROFILE_CODE", "TABLE_EDITION", "DeidError", "Keys", "PixelDataError", "Profile",
-    "Report", "Row", "ae_pseudonym", "deidentify", "identifying_strings", "installed_decoders", "map_uid",
-    "method_codes", "row_action", "shift_date", "table", "verify",
+    "ACTIONS", "OPTIONS", "PROFILE_CODE", "TABLE_EDITION", "DeidError", "Keys", "OcrError", "Output",
+    "PixelDataError", "Profile", "Report", "Row", "TextBox", "ae_pseudonym", "deidentify", "deidentify_bytes",
+    "find_text", "identifying_strings", "installed_decoders", "map_uid", "method_codes", "pixel_review_reasons",
+    "row_action", "shift_date", "table", "verify",
 ]

@@ -14,7 +14,17 @@ from pydicom.sequence import Sequence
 
 from .pixels import Box, clean_pixels
 from .pseudonyms import ae_pseudonym, identifying_strings, map_uid, matcher, shift_date
-from .table import FULL_DATES, MODIFIED_DATES, OPTIONS, PROFILE_CODE, TABLE_EDITION, Row, row_action, rules
+from .table import (
+    FULL_DATES,
+    MODIFIED_DATES,
+    OPTIONS,
+    PROFILE_CODE,
+    TABLE_EDITION,
+    Row,
+    compiled_action,
+    row_action,
+    rules,
+)
 
 PATIENT_NAME, PATIENT_ID = 0x00100010, 0x00100020
 _PATIENT = frozenset({PATIENT_NAME, PATIENT_ID})
@@ -164,9 +174,9 @@ class _Run:
     def _apply(self, ds: Dataset, tag: int, row: Row, *, mode: str, drop_groups: set[int]) -> None:
         elem = ds[tag]
         vr = elem.VR
-        action, reason = row_action(row, options=self.profile.options, sequence=vr == "SQ")
+        action, reason = compiled_action(row, options=self.profile.options, sequence=vr == "SQ")
         if action == "C" and not self._clean(elem, reason, mode=mode):
-            action, _ = row_action(row, options=frozenset(), sequence=vr == "SQ")  # not cleanable: basic action
+            action, _ = compiled_action(row, options=frozenset(), sequence=vr == "SQ")  # not cleanable: basic
         self.report.actions[action] += 1
         if action == "X":
             del ds[tag]
@@ -236,6 +246,13 @@ class _Run:
             _set(elem, cleaned)
 
 
+def check_subject_code(subject_code: str) -> None:
+    """Raise ValueError unless ``subject_code`` is a valid LO and PN value."""
+    if (not subject_code or len(subject_code) > 64 or not subject_code.isascii() or not subject_code.isprintable()
+            or "\\" in subject_code):
+        raise ValueError(f"subject code {subject_code!r} is not a valid LO/PN value")
+
+
 def deidentify(ds: Dataset, *, profile: Profile, keys: Keys, subject_code: str,
                pixel_boxes: list[Box] | None = None) -> Report:
     """De-identify ``ds`` in place (pass a copy); on DeidError ``ds`` is half-done and must be discarded.
@@ -244,21 +261,31 @@ def deidentify(ds: Dataset, *, profile: Profile, keys: Keys, subject_code: str,
     (an empty list when nothing is burned in) exactly when the profile has clean_pixel_data.
     Deterministic: the same input, profile and keys give the same output.
     """
-    if (not subject_code or len(subject_code) > 64 or not subject_code.isascii() or not subject_code.isprintable()
-            or "\\" in subject_code):
-        raise ValueError(f"subject code {subject_code!r} is not a valid LO/PN value")
+    check_subject_code(subject_code)
     if ("clean_pixel_data" in profile.options) != (pixel_boxes is not None):
         raise ValueError("pixel_boxes go with the clean_pixel_data option, and only with it")
     if pixel_boxes is not None:
         clean_pixels(ds, boxes=pixel_boxes, overlays="clean_graphics" in profile.options)
-    run = _Run(profile=profile, keys=keys, subject_code=subject_code,
-               scrubber=matcher(identifying_strings(ds)))
+    return apply_table(ds, profile=profile, keys=keys, subject_code=subject_code,
+                       identifying=identifying_strings(ds), report=Report())
+
+
+def apply_table(ds: Dataset, *, profile: Profile, keys: Keys, subject_code: str, identifying: frozenset[str],
+                report: Report, mark: bool = True) -> Report:
+    """deidentify() once the pixels are done: the table over ``ds`` and its file meta, counted in ``report``.
+
+    ``identifying`` are the original's identifying_strings(); without ``mark`` the caller adds the
+    de-identification marks (MARK_TAGS) itself.
+    """
+    run = _Run(profile=profile, keys=keys, subject_code=subject_code, scrubber=matcher(identifying))
+    run.report = report
     run.walk(ds)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         run.walk(meta)
         _clean_meta(meta, run=run)
-    _mark(ds, profile=profile)
+    if mark:
+        _mark(ds, profile=profile)
     return run.report
 
 
@@ -281,6 +308,9 @@ def _clean_meta(meta: Dataset, *, run: _Run) -> None:
 def method_codes(profile: Profile) -> list[tuple[str, str]]:
     """CID 7050 (code value, meaning) for the profile and each option in force, in code order."""
     return [PROFILE_CODE] + sorted(OPTIONS[name] for name in profile.options)
+
+
+MARK_TAGS = (0x00120062, 0x00120063, 0x00120064, 0x00280303)
 
 
 def _mark(ds: Dataset, *, profile: Profile) -> None:

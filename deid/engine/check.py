@@ -19,11 +19,12 @@ from .apply import (
     values_of,
 )
 from .pseudonyms import matcher
-from .table import row_action, rules
+from .table import compiled_action, row_action, rules
 
 # Numbers, UIDs, codes and binary: a short forbidden ID would turn up in them by chance.
 _NOT_SEARCHED = frozenset({"UI", "IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT", "CS",
                            "OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"})
+SEARCHED_VRS = frozenset({"AE", "AS", "DA", "DT", "TM", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 
 
 def verify(ds: Dataset, *, profile: Profile, subject_code: str, forbidden: Iterable[str] = ()) -> list[str]:
@@ -35,6 +36,11 @@ def verify(ds: Dataset, *, profile: Profile, subject_code: str, forbidden: Itera
     ``subject_code``, any of ``forbidden`` (see identifying_strings) in text, and the de-identification
     marks. Pure: reads ``ds`` only.
     """
+    return check(ds, profile=profile, subject_code=subject_code, forbidden=forbidden, marks=True)
+
+
+def check(ds: Dataset, *, profile: Profile, subject_code: str, forbidden: Iterable[str], marks: bool) -> list[str]:
+    """verify(), leaving out the de-identification marks unless ``marks`` (a caller that adds them itself)."""
     checker = _Checker(profile=profile, subject_code=subject_code, forbidden=matcher(forbidden))
     checker.walk(ds, path="", dummy=False)
     meta = getattr(ds, "file_meta", None)
@@ -44,6 +50,8 @@ def verify(ds: Dataset, *, profile: Profile, subject_code: str, forbidden: Itera
             if tag in meta:
                 checker.problems.append(f"file meta {meta[tag].tag} {meta[tag].name}: present")
     problems = checker.problems
+    if not marks:
+        return problems
     if ds.get("PatientIdentityRemoved") != "YES":
         problems.append("PatientIdentityRemoved is not YES")
     listed = {(item.get("CodingSchemeDesignator"), item.get("CodeValue"))
@@ -52,6 +60,18 @@ def verify(ds: Dataset, *, profile: Profile, subject_code: str, forbidden: Itera
         if ("DCM", code) not in listed:
             problems.append(f"DeidentificationMethodCodeSequence lacks {code} {meaning}")
     return problems
+
+
+class _Where:
+    """Where an element is, put into words only when a problem is reported."""
+
+    __slots__ = ("path", "elem")
+
+    def __init__(self, path: str, elem) -> None:
+        self.path, self.elem = path, elem
+
+    def __format__(self, spec: str) -> str:
+        return f"{self.path}{self.elem.tag} {self.elem.keyword or self.elem.name}"
 
 
 class _Checker:
@@ -64,7 +84,7 @@ class _Checker:
     def walk(self, ds: Dataset, *, path: str, dummy: bool) -> None:
         for elem in ds:
             tag = int(elem.tag)
-            where = f"{path}{elem.tag} {elem.keyword or elem.name}"
+            where = _Where(path, elem)
             action = None
             if tag >> 16 & 1:
                 self._private(ds, elem, where)
@@ -85,7 +105,7 @@ class _Checker:
                     self.walk(item, path=f"{path}{elem.keyword or elem.tag}[{number}] > ",
                               dummy=dummy or action == "D")
 
-    def _private(self, ds: Dataset, elem, where: str) -> None:
+    def _private(self, ds: Dataset, elem, where: _Where) -> None:
         tag = int(elem.tag)
         element = tag & 0xFFFF
         if self.private_action != "C":
@@ -100,8 +120,8 @@ class _Checker:
             if (name, tag & 0xFF) not in self.profile.safe_private:
                 self.problems.append(f"{where}: private attribute not on the allowlist")
 
-    def _row(self, elem, row, where: str) -> str:
-        action, _ = row_action(row, options=self.profile.options, sequence=elem.VR == "SQ")
+    def _row(self, elem, row, where: _Where) -> str:
+        action, _ = compiled_action(row, options=self.profile.options, sequence=elem.VR == "SQ")
         values = values_of(elem) if elem.VR != "SQ" else list(elem.value)
         if action == "X":
             self.problems.append(f"{where}: present, action X")

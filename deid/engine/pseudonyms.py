@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import hmac
 import re
@@ -19,6 +20,12 @@ IDENTIFYING_KEYWORDS = (
     "OperatorsName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "RequestingPhysician",
 )
 _IDENTIFYING_TAGS = tuple(tag_for_keyword(keyword) for keyword in IDENTIFYING_KEYWORDS)
+_IDENTIFYING_SET = frozenset(_IDENTIFYING_TAGS)
+
+
+def identifying_tags() -> frozenset[int]:
+    """The top-level attributes identifying_strings() reads."""
+    return _IDENTIFYING_SET
 
 
 def map_uid(uid: str, *, key: bytes) -> str:
@@ -26,6 +33,11 @@ def map_uid(uid: str, *, key: bytes) -> str:
 
     Same key and UID, same result; another key gives an unrelated one. At most 44 characters.
     """
+    return _map_uid(uid, key)
+
+
+@functools.lru_cache(maxsize=4096)  # a series repeats its study, series and frame of reference UIDs
+def _map_uid(uid: str, key: bytes) -> str:
     digest = hmac.new(key, uid.strip("\0 ").encode("utf-8"), hashlib.sha256).digest()[:16]
     number = int.from_bytes(digest, "big")
     # a 2.25 UID is a UUID's integer, so mark it RFC 9562 version 8 (custom): 122 keyed bits remain

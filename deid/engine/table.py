@@ -101,6 +101,18 @@ def row_action(row: Row, *, options: frozenset[str], sequence: bool = False) -> 
     return (_COMBINED_SQ if sequence else _COMBINED)[row.basic], None
 
 
+_ACTIONS: dict[tuple[int, frozenset[str], bool], tuple[str, str | None]] = {}
+
+
+def compiled_action(row: Row, *, options: frozenset[str], sequence: bool = False) -> tuple[str, str | None]:
+    """row_action(), computed once per row, option set and sequence flag (rows live as long as the table)."""
+    key = (id(row), options, sequence)
+    found = _ACTIONS.get(key)
+    if found is None:
+        found = _ACTIONS[key] = row_action(row, options=options, sequence=sequence)
+    return found
+
+
 @dataclass(frozen=True)
 class Rules:
     """The table indexed for lookups by tag."""
