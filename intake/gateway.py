@@ -224,15 +224,18 @@ class Gateway:
         counts = self.load[:]
         return counts[self.slot] <= min(counts)
 
+    def load_change(self, delta: int) -> None:
+        """Count a connection this worker took (+1, at accept, before it looks for the next one) or ended."""
+        if self.load is not None:
+            with self.load.get_lock():
+                self.load[self.slot] += delta
+
     def _count(self, assoc: Association, delta: int) -> None:
         with self.lock:
             if delta > 0:
                 self.live.add(assoc)
             else:
                 self.live.discard(assoc)
-        if self.load is not None:
-            with self.load.get_lock():
-                self.load[self.slot] += delta
 
     # -- the association, in its own thread ------------------------------------------------------------
 
@@ -379,8 +382,17 @@ class _Server(ThreadedAssociationServer):
             time.sleep(0.002)  # a worker with fewer associations will take it; do not spin on the poll
             raise BlockingIOError("left to a less busy worker")
         client, address = self.socket.accept()
+        # counted now, not when its thread starts: four senders connecting at once would otherwise all
+        # find this worker as idle as the other and land three and one
+        self.gateway.load_change(+1)
         client.setblocking(True)  # as pynetdicom's own accepted sockets: blocking, no timeout
         return client, address
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.gateway.load_change(-1)
 
     def stop_accepting(self) -> None:
         """End serve_forever; the listener and the running associations stay until server_close."""
