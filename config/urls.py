@@ -31,6 +31,7 @@ urlpatterns = [
     path("dicomweb/", include(dicomweb_urlpatterns)),
     path("", include("intake.urls")),
     path("", include("deid.urls")),
+    path("", include("qc.urls")),
     path("", include("trials.urls")),
     path("", include("audit.urls")),
 ]
