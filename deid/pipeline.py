@@ -1,4 +1,4 @@
-"""One file through the engine: read, de-identify, write, re-read and verify. No ORM, no storage.
+"""One file through the engine: de-identify and verify. No ORM, no storage.
 
 Shared by the Celery path (deid.services) and the batch CLI, so both release exactly the same bytes.
 """
@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from deid.engine import DeidError, Keys, Profile, deidentify, identifying_strings, verify
+from deid.engine import (
+    DeidError,
+    Keys,
+    Profile,
+    deidentify_bytes,
+    identifying_strings,
+)
 
 BURNED_IN_UNCLEANED = "(0028,0301) BurnedInAnnotation: YES and no pixel-clean region applies"
 
@@ -65,43 +71,45 @@ def _redact(text: str, forbidden: frozenset[str]) -> str:
 
 
 def run(raw: bytes, *, profile: Profile, keys: Keys, subject_code: str, pixel_regions: list[dict]) -> Result:
-    """De-identify one Part 10 file's bytes and verify what would be written. Never raises for a bad file."""
+    """De-identify one Part 10 file's bytes and verify what would be written. Never raises for a bad file.
+
+    The engine's byte-level path (``deidentify_bytes``) parses only what the profile changes and copies
+    the rest, pixel data included, byte for byte; it verifies the bytes it returns.
+
+    OCR of files routed to pixel review (``deid.engine.find_text``) is not applied here yet: it reads
+    "text" in plain anatomy too, so every such file would be held, and a held file has no way back to
+    release until QC can review and release it.
+    """
     started = time.perf_counter()
     result = Result()
     try:
-        ds = pydicom.dcmread(io.BytesIO(raw))
+        head = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
         result.error = f"not a readable DICOM file ({type(exc).__name__})"
         return _done(result, started)
-    forbidden = identifying_strings(ds)
+    forbidden = identifying_strings(head)
     boxes = None
     if "clean_pixel_data" in profile.options:
-        boxes = regions_for(ds, pixel_regions)
+        boxes = regions_for(head, pixel_regions)
         result.pixel_boxes = len(boxes)
-    burned_in = str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
+    burned_in = str(head.get("BurnedInAnnotation", "")).strip().upper() == "YES"
     try:
-        report = deidentify(ds, profile=profile, keys=keys, subject_code=subject_code, pixel_boxes=boxes)
-    except (DeidError, ValueError) as exc:  # ValueError: a subject code or pixel box the engine refuses
-        result.error = _redact(str(exc), forbidden)
+        out = deidentify_bytes(raw, profile=profile, keys=keys, subject_code=subject_code, pixel_boxes=boxes)
+    except (DeidError, ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # DeidError/ValueError: what the engine refuses; the others: pydicom cannot write what it read
+        result.error = _redact(f"{exc}" if isinstance(exc, DeidError | ValueError)
+                               else f"cannot be written after de-identification ({type(exc).__name__})", forbidden)
         return _done(result, started)
-    try:
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-        # pydicom cannot write what it read (a malformed element): nothing safe to release
-        result.error = f"cannot be written after de-identification ({type(exc).__name__})"
-        return _done(result, started)
-    result.output = buffer.getvalue()
+    result.output = out.data
     result.sha256 = hashlib.sha256(result.output).hexdigest()
+    report = out.report
     result.action_counts = dict(sorted(report.actions.items()))
     result.removed_private, result.uids_mapped = report.removed_private, report.uids_mapped
     result.dates_shifted = report.dates_shifted
-    # verify the bytes that will be stored, not the dataset in memory
-    written = pydicom.dcmread(io.BytesIO(result.output))
-    result.findings = [_redact(p, forbidden)
-                       for p in verify(written, profile=profile, subject_code=subject_code, forbidden=forbidden)]
+    result.findings = [_redact(problem, forbidden | out.forbidden) for problem in out.problems]
     if burned_in and not result.pixel_boxes:
         result.findings.append(BURNED_IN_UNCLEANED)
+    written = pydicom.dcmread(io.BytesIO(result.output), stop_before_pixels=True)
     result.uids = (str(written.get("StudyInstanceUID", "")), str(written.get("SeriesInstanceUID", "")),
                    str(written.get("SOPInstanceUID", "")))
     return _done(result, started)

@@ -174,7 +174,7 @@ def test_burned_in_annotation_without_a_region_is_held_and_a_region_is_blanked(
                                            "columns": 128, "boxes": [[0, 0, 20, 10]]}], note="banner")
     released = instance_deidentify(instance_id=instance.pk)  # a new version: retried
 
-    assert (released.outcome, released.profile.version, released.pixel_boxes) == ("released", 2, 1)
+    assert (released.outcome, released.profile.version, released.pixel_boxes) == ("released", 2, 1), released.findings
     ds = pydicom.dcmread(io.BytesIO(storages["archive"].open(released.output_key).read()))
     original = pydicom.dcmread(paths[0]).pixel_array
     assert not ds.pixel_array[0:10, 0:20].any() and original[0:10, 0:20].any()
