@@ -37,6 +37,7 @@ import os
 import signal
 import socket
 import socketserver
+import struct
 import threading
 import time
 from collections import Counter
@@ -46,9 +47,15 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
 from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
-from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom import (
+    AE,
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
+    AllStoragePresentationContexts,
+    _config,
+    evt,
+)
 from pynetdicom.association import Association
-from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
@@ -106,6 +113,37 @@ def _peer_address(raw: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return str(address.ipv4_mapped)
     return str(address)
+
+
+def _element(group_element: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element of the File Meta Information (short-length VRs and OB)."""
+    tag = struct.pack("<HH", group_element >> 16, group_element & 0xFFFF)
+    if vr == b"OB":
+        return tag + vr + b"\x00\x00" + struct.pack("<I", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _text(value: str, *, pad: bytes) -> bytes:
+    data = value.encode("ascii")
+    return data + pad if len(data) % 2 else data
+
+
+def part10_header(*, sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, source_ae: str) -> bytes:
+    """Preamble, ``DICM`` and File Meta Information (PS3.10 7.1) for a received data set, encoded directly.
+
+    The same bytes pydicom's writer produces for these elements, at a small fraction of its cost: the
+    receiving processes write one of these per instance, and on two cores every millisecond counts.
+    """
+    elements = b"".join([
+        _element(0x00020001, b"OB", b"\x00\x01"),
+        _element(0x00020002, b"UI", _text(sop_class_uid, pad=b"\x00")),
+        _element(0x00020003, b"UI", _text(sop_instance_uid, pad=b"\x00")),
+        _element(0x00020010, b"UI", _text(transfer_syntax_uid, pad=b"\x00")),
+        _element(0x00020012, b"UI", _text(PYNETDICOM_IMPLEMENTATION_UID, pad=b"\x00")),
+        _element(0x00020013, b"SH", _text(PYNETDICOM_IMPLEMENTATION_VERSION, pad=b" ")),
+        *([_element(0x00020016, b"AE", _text(source_ae, pad=b" "))] if source_ae else []),
+    ])
+    return b"\x00" * 128 + b"DICM" + _element(0x00020000, b"UL", struct.pack("<I", len(elements))) + elements
 
 
 def _status(code: int, comment: str) -> Dataset:
@@ -306,10 +344,12 @@ class Gateway:
                 file_refuse(submission=session.submission, name=name, reason=reason)
                 session.outcomes["refused"] += 1
                 return _status(STATUS_OUT_OF_RESOURCES, reason)
-            meta = event.file_meta  # SOP class and instance from the request, transfer syntax as negotiated
-            meta.SourceApplicationEntityTitle = session.calling_ae
-            self.spool.put(submission_id=session.submission.pk, sequence=session.received,
-                           chunks=[b"\x00" * 128 + b"DICM", encode_file_meta(meta), data])
+            # SOP class and instance from the request, transfer syntax as negotiated
+            header = part10_header(sop_class_uid=str(event.request.AffectedSOPClassUID),
+                                   sop_instance_uid=str(event.request.AffectedSOPInstanceUID),
+                                   transfer_syntax_uid=str(event.context.transfer_syntax),
+                                   source_ae=session.calling_ae)
+            self.spool.put(submission_id=session.submission.pk, sequence=session.received, chunks=[header, data])
         except DatabaseError:
             log.warning("%s%s from %s: database unavailable, answered out of resources", self.who, name,
                         session.calling_ae, exc_info=True)

@@ -38,6 +38,7 @@ class Spooled:
 class Spool:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.made: set[int] = set()  # submission folders this process has created (one mkdir, not one a file)
 
     def folder(self, submission_id: int) -> Path:
         return self.root / str(submission_id)
@@ -45,7 +46,9 @@ class Spool:
     def put(self, *, submission_id: int, sequence: int, chunks: list[bytes]) -> Path:
         """Write one instance (its byte chunks, in order) under its sequence number; visible only when whole."""
         folder = self.folder(submission_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        if submission_id not in self.made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.made.add(submission_id)
         final = folder / f"{sequence:09d}{SUFFIX}"
         partial = folder / f"{PARTIAL_PREFIX}{sequence:09d}"
         try:
@@ -84,6 +87,7 @@ class Spool:
     def remove(self, submission_id: int) -> None:
         """Forget a submission that is filed and closed."""
         shutil.rmtree(self.folder(submission_id), ignore_errors=True)
+        self.made.discard(submission_id)
 
     def discard_partials(self) -> int:
         """Remove what a process killed mid-write left behind (never answered as stored); returns how many."""
