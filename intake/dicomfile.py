@@ -66,6 +66,21 @@ def _text(ds, keyword: str) -> str:
     return str(value or "").strip()
 
 
+def _ascii(ds, keyword: str) -> str:
+    """A value whose VR allows only ASCII (UI, CS, DA, IS), from its raw bytes: no conversion, no validation.
+
+    Reading these through pydicom's converters was half of what filing a file cost. Text that may use
+    the file's character set (Patient ID, manufacturer, ...) still goes through ``_text``.
+    """
+    element = ds.get_item(keyword)
+    if element is None:
+        return ""
+    value = element.value
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip(" \x00")
+    return _text(ds, keyword)  # already converted (a data set built in memory)
+
+
 def inspect(path: Path) -> Header:
     """Read the header of a DICOM Part 10 file and check its pixel data is present and complete."""
     size = path.stat().st_size
@@ -79,11 +94,11 @@ def inspect(path: Path) -> Header:
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        if not _text(ds, keyword):
+        if not _ascii(ds, keyword):
             raise UnreadableFile(f"incomplete DICOM header: {keyword} is missing (truncated file?)")
     if not transfer_syntax:
         raise UnreadableFile("the File Meta Information has no Transfer Syntax UID")
-    sop_class = _text(ds, "SOPClassUID")
+    sop_class = _ascii(ds, "SOPClassUID")
     pixel_tag = next((tag for tag in PIXEL_TAGS if tag in ds), None)
     if pixel_tag is None and _needs_pixels(sop_class):
         raise UnreadableFile(f"no pixel data, but {UID(sop_class).name} requires it")
@@ -99,22 +114,23 @@ def inspect(path: Path) -> Header:
                             * int(ds.get("BitsAllocated", 16)) // 8 * int(ds.get("NumberOfFrames", 1) or 1))
                 if expected and length < expected:
                     raise UnreadableFile(f"truncated: pixel data holds {length} bytes, the image needs {expected}")
-    series_number = ds.get("SeriesNumber")
+    series_number = _ascii(ds, "SeriesNumber")
     try:
         series_number = int(series_number) if series_number not in (None, "") else None
     except (TypeError, ValueError):
         series_number = None
     return Header(
         sop_class_uid=sop_class,
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        study_uid=_text(ds, "StudyInstanceUID"),
-        series_uid=_text(ds, "SeriesInstanceUID"),
+        sop_instance_uid=_ascii(ds, "SOPInstanceUID"),
+        study_uid=_ascii(ds, "StudyInstanceUID"),
+        series_uid=_ascii(ds, "SeriesInstanceUID"),
         transfer_syntax_uid=transfer_syntax,
         patient_id=_text(ds, "PatientID"),
-        modality=_text(ds, "Modality").upper(),
-        body_part=_text(ds, "BodyPartExamined").upper(),
+        modality=_ascii(ds, "Modality").upper(),
+        body_part=_ascii(ds, "BodyPartExamined").upper(),
         series_number=series_number,
-        acquisition_date=_date(ds.get("AcquisitionDate")) or _date(ds.get("SeriesDate")) or _date(ds.get("StudyDate")),
+        acquisition_date=(_date(_ascii(ds, "AcquisitionDate")) or _date(_ascii(ds, "SeriesDate"))
+                          or _date(_ascii(ds, "StudyDate"))),
         manufacturer=_text(ds, "Manufacturer"),
         model=_text(ds, "ManufacturerModelName"),
         serial=_text(ds, "DeviceSerialNumber"),
