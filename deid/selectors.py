@@ -1,11 +1,15 @@
 """De-identification reads, scoped by user: 404 for missing and forbidden alike."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from django.shortcuts import get_object_or_404
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
 
+from deid.engine.apply import DUMMY, values_of
 from trials.models import Trial
-from trials.permissions import Perm, require
+from trials.permissions import Perm, require, trial_ids_with
 
 from .models import DeidProfile, DeidRecord
 
@@ -45,3 +49,121 @@ def mapping_rows(*, user, trial: Trial) -> Iterator[dict]:
                "study_uid": record.study_uid, "series_uid_hash": instance.series.series_uid_hash,
                "series_uid": record.series_uid, "sop_uid_hash": instance.sop_uid_hash, "sop_uid": record.sop_uid,
                "profile_version": record.profile.version, "deid_sha256": record.output_sha256}
+
+
+# -- the profile page and its preview ------------------------------------------------------------------------
+
+def trial_list_for_profile(*, user):
+    """Trials whose de-identification profile the user may see and change (trial managers)."""
+    return Trial.objects.filter(pk__in=trial_ids_with(user=user, perm=Perm.MANAGE_TRIAL)).order_by("protocol_number")
+
+
+def trial_get_for_profile(*, user, trial_id: int) -> Trial:
+    """The trial whose profile page the user may open (trial managers); 404 otherwise."""
+    return get_object_or_404(trial_list_for_profile(user=user), pk=trial_id)
+
+
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_DATE_VRS = frozenset({"DA", "DT"})
+HIDDEN = "hidden"
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    """One attribute, original vs. de-identified. ``original`` is HIDDEN for users without VIEW_QUARANTINE."""
+
+    depth: int
+    tag: str
+    keyword: str
+    vr: str
+    action: str
+    value: str
+    original: str
+
+
+def _shown(elem: DataElement | None) -> str:
+    if elem is None:
+        return ""
+    if elem.VR == "SQ":
+        return f"{len(elem.value)} item(s)"
+    if elem.VR in _BINARY_VRS or isinstance(elem.value, bytes):
+        return f"<{len(elem.value or b'')} bytes>"
+    if elem.value is None:
+        return ""
+    values = values_of(elem)
+    text = "\\".join(str(v) for v in values)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _action(before: DataElement, after: DataElement) -> str:
+    if before.value == after.value:
+        return "kept"
+    if after.is_empty:
+        return "emptied"
+    if after.VR == "UI":
+        return "UID mapped"
+    if after.VR in _DATE_VRS and str(after.value) not in (DUMMY["DA"], DUMMY["DT"]):
+        return "date shifted"
+    return "replaced"
+
+
+def _compare(original: Dataset | None, output: Dataset | None, *, depth: int, show: bool) -> list[PreviewRow]:
+    original = original if original is not None else Dataset()
+    output = output if output is not None else Dataset()
+    rows: list[PreviewRow] = []
+    for tag in sorted(set(original.keys()) | set(output.keys())):
+        before = original[tag] if tag in original else None
+        after = output[tag] if tag in output else None
+        elem = after if after is not None else before
+        children: list[PreviewRow] = []
+        if before is None:
+            action = "added"
+        elif after is None:
+            action = "removed"
+        elif elem.VR == "SQ" and before.VR == after.VR == "SQ":
+            if not after.value and before.value:
+                action = "emptied"
+            else:
+                for number in range(max(len(before.value), len(after.value))):
+                    old = before.value[number] if number < len(before.value) else None
+                    new = after.value[number] if number < len(after.value) else None
+                    children.extend(_compare(old, new, depth=depth + 1, show=show))
+                action = "kept" if all(child.action == "kept" for child in children) else "changed inside"
+        else:
+            action = _action(before, after)
+        keyword = elem.keyword or ("private" if elem.tag.is_private else "")
+        rows.append(PreviewRow(depth=depth, tag=f"({tag >> 16:04X},{tag & 0xFFFF:04X})", keyword=keyword,
+                               vr=str(elem.VR), action=action, value=_shown(after),
+                               original=_shown(before) if show else HIDDEN))
+        rows.extend(children)
+    return rows
+
+
+def preview_rows(*, original: Dataset, output: Dataset, show_original: bool) -> list[PreviewRow]:
+    """Every attribute of both files, file meta first, nested sequences in order: what the engine did to it.
+
+    The engine's Report counts actions but does not say which tag got which, so the actions here come
+    from comparing the two datasets: removed, emptied, replaced, UID mapped, date shifted, kept, added.
+    """
+    meta = _compare(getattr(original, "file_meta", None), getattr(output, "file_meta", None), depth=0,
+                    show=show_original)
+    return meta + _compare(original, output, depth=0, show=show_original)
+
+
+@dataclass
+class Preview:
+    """A sample file through the engine, for the profile page; nothing of it is stored."""
+
+    source: str  # "current" or "unsaved"
+    version: int | None  # the profile version previewed (None: unsaved settings)
+    options: list[str]
+    size: int
+    sha256: str
+    show_original: bool
+    subject_code: str
+    rows: list[PreviewRow] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+    error: str = ""
+    passed: bool = False
+    changes: list[str] = field(default_factory=list)  # unsaved settings against the current version

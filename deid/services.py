@@ -16,11 +16,14 @@ at step 1. The unique (instance, profile) constraint backs up "one record".
 """
 
 import hashlib
+import io
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+import pydicom
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import connection, transaction
@@ -30,12 +33,14 @@ from audit.services import audit_record
 from deid.engine import OPTIONS, Profile
 from intake.models import ImagingStudy, Instance
 from intake.services import instance_transition, study_transition
-from trials.permissions import Perm, ensure
+from trials.models import Trial
+from trials.permissions import Perm, ensure, has_perm, require
 
 from . import pipeline, signals
 from .exceptions import ArchiveConflict, ProfileInvalid
 from .keys import subject_keys
 from .models import DeidProfile, DeidRecord
+from .selectors import Preview, preview_rows
 
 log = logging.getLogger(__name__)
 
@@ -394,3 +399,46 @@ def mapping_export(*, user, trial) -> list[dict]:
                  target=("deid.mapping", trial.pk, f"{trial.protocol_number} pseudonym mapping"),
                  trial_id=trial.pk, details={"rows": len(rows)})
     return rows
+
+
+# -- the profile page's preview ------------------------------------------------------------------------
+
+@transaction.atomic
+def profile_preview(*, user, trial: Trial, raw: bytes, source: str, options: Iterable[str],
+                    safe_private: Iterable, pixel_regions: list[dict], version: int | None,
+                    subject_code: str) -> Preview:
+    """Run ``raw`` through the engine with the trial's real keys and show it tag by tag (trial managers).
+
+    An audited read, like the mapping export: the event (deid.profile_previewed) holds the file's size,
+    sha256 and counts, never a value from it. The original column is filled only for VIEW_QUARANTINE.
+    """
+    require(user=user, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
+    options = sorted(options)
+    profile = Profile(options=frozenset(options),
+                      safe_private=frozenset((str(c), int(e)) for c, e in safe_private))
+    result = pipeline.run(raw, profile=profile, keys=subject_keys(trial=trial, subject_code=subject_code),
+                          subject_code=subject_code, pixel_regions=pixel_regions)
+    preview = Preview(source=source, version=version, options=options, size=len(raw),
+                      sha256=hashlib.sha256(raw).hexdigest(),
+                      show_original=has_perm(user=user, perm=Perm.VIEW_QUARANTINE, trial_id=trial.pk),
+                      subject_code=subject_code, findings=result.findings, error=result.error,
+                      passed=result.passed)
+    if result.output is not None:
+        try:
+            preview.rows = preview_rows(original=pydicom.dcmread(io.BytesIO(raw)),
+                                        output=pydicom.dcmread(io.BytesIO(result.output)),
+                                        show_original=preview.show_original)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # a malformed element pydicom can copy but not decode: the verification result still stands
+            preview.error = f"the files cannot be compared tag by tag ({type(exc).__name__})"
+        preview.counts = dict(sorted(Counter(row.action for row in preview.rows).items()))
+    outcome = "error" if result.output is None else "passed" if result.passed else "failed"
+    current = DeidProfile.objects.filter(trial=trial).order_by("-version").first()
+    audit_record(actor=user, action="deid.profile_previewed",
+                 target=current or ("deid.profile", trial.pk, f"{trial.protocol_number} de-identification profile"),
+                 trial_id=trial.pk,
+                 details={"source": source, "profile_version": version, "options": options, "size": len(raw),
+                          "sha256": preview.sha256, "attributes": len(preview.rows), "actions": preview.counts,
+                          "findings": len(result.findings), "verification": outcome,
+                          "original_shown": preview.show_original})
+    return preview

@@ -28,12 +28,13 @@ class Perm(StrEnum):
     REVIEW_QUALIFICATION = "review_qualification"  # approve or reject a site's qualification
     ENROLL = "enroll"                    # enroll subjects (coordinators at their own site)
     VIEW_ARM = "view_arm"                # see treatment arms (never readers, QC or blinded sponsors)
+    VIEW_QUARANTINE = "view_quarantine"  # see original (PHI) values, e.g. in the de-identification preview
 
 
 ROLE_PERMS: dict[str, frozenset[Perm]] = {
     Role.TRIAL_MANAGER: frozenset({Perm.VIEW_TRIAL, Perm.MANAGE_TRIAL, Perm.MANAGE_MEMBERS, Perm.VIEW_ALL_SITES,
                                    Perm.VIEW_DASHBOARDS, Perm.VIEW_AUDIT, Perm.REVIEW_QUALIFICATION, Perm.ENROLL,
-                                   Perm.VIEW_ARM}),
+                                   Perm.VIEW_ARM, Perm.VIEW_QUARANTINE}),
     Role.SITE_COORDINATOR: frozenset({Perm.VIEW_TRIAL, Perm.SUBMIT_IMAGES, Perm.ENROLL}),
     Role.QC_ANALYST: frozenset({Perm.VIEW_TRIAL, Perm.VIEW_ALL_SITES, Perm.QC_REVIEW, Perm.REVIEW_QUALIFICATION}),
     # readers and adjudicators are blinded to site identity: they see the trial, no site
