@@ -115,7 +115,12 @@ CELERY_BEAT_SCHEDULE = {
     "audit-verify-nightly": {"task": "audit.chain_verify", "schedule": timedelta(hours=24)},
     "sweep-stuck-work": {"task": "config.sweep_stuck", "schedule": timedelta(minutes=1)},
     "deid-quarantine-purge": {"task": "deid.quarantine_purge", "schedule": timedelta(hours=1)},
+    "qc-queries-overdue": {"task": "qc.queries_mark_overdue", "schedule": timedelta(hours=1)},
 }
+# QC raises a "missing timepoint" query when a visit's window closes with a procedure not received (off by default)
+QC_AUTO_MISSING_QUERIES = env.bool("QC_AUTO_MISSING_QUERIES", default=False)
+if QC_AUTO_MISSING_QUERIES:
+    CELERY_BEAT_SCHEDULE["qc-queries-missing"] = {"task": "qc.queries_raise_missing", "schedule": timedelta(hours=6)}
 # Work sitting in an intermediate state longer than this is re-enqueued by the sweeper.
 STUCK_WORK_AFTER = timedelta(seconds=env.int("STUCK_WORK_AFTER_SECONDS", default=600))
 

@@ -16,3 +16,7 @@ class QcConfig(AppConfig):
         study_status_changed.connect(receivers.on_study_status_changed, dispatch_uid="qc.on_study_status_changed")
         sweeper.register(name="qc.studies", find=receivers.stuck_studies, requeue=receivers.requeue_study)
         navigation.register(navigation.NavItem("QC queue", "qc-queue", perm=Perm.QC_REVIEW, order=22))
+        navigation.register(navigation.NavItem("Queries", "qc-queries", perm=(Perm.QC_REVIEW, Perm.SUBMIT_IMAGES),
+                                               order=23))
+        navigation.register(navigation.NavItem("QC metrics", "qc-metrics",
+                                               perm=(Perm.QC_REVIEW, Perm.VIEW_DASHBOARDS), order=24))

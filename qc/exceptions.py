@@ -8,3 +8,9 @@ class QcError(DomainError):
 
 class StudyAlreadyDecided(InvalidTransition):
     """Another analyst decided the study first (or it left the QC queue): the message says who and when."""
+
+
+class QueryStateError(QcError):
+    """The query's status does not allow this act (answering a closed query, closing it twice)."""
+
+    status_code = 409

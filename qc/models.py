@@ -1,7 +1,8 @@
 """What QC checked and decided: automated runs with one result per rule (and series), and the analyst's
 decision. Results name the rule, what the charter expected, what was measured and the charter version,
-so the record shows what was verified, not just that QC happened. Queries (the site conversation) will
-live here too; they are not built yet.
+so the record shows what was verified, not just that QC happened. Queries are QC's questions to a site
+about a study (or a subject's visit when the study is missing), with their threaded conversation and
+attachments.
 """
 
 from django.conf import settings
@@ -9,7 +10,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from intake.models import ImagingStudy, Series
-from trials.models import ProtocolVersion
+from trials.models import ProtocolVersion, Site, Subject, Trial, Visit
 
 
 class QcRun(models.Model):
@@ -98,3 +99,126 @@ class QcDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_decision_display()} study {self.study_id}"
+
+
+class Query(models.Model):
+    """A question QC puts to a site about one study, or about a subject's visit when the study is missing.
+
+    Open (or reopened) queries wait on the site; an answered one waits on QC, who closes or reopens it.
+    """
+
+    class Category(models.TextChoices):
+        MISSING_SERIES = "missing_series", "Missing series"
+        PROTOCOL_DEVIATION = "protocol_deviation", "Protocol deviation"
+        WRONG_SUBJECT_VISIT = "wrong_subject_visit", "Wrong subject / visit"
+        PHI_FOUND = "phi_found", "PHI found"
+        IMAGE_QUALITY = "image_quality", "Image quality"
+        MISSING_TIMEPOINT = "missing_timepoint", "Missing timepoint"
+        OTHER = "other", "Other"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ANSWERED = "answered", "Answered"
+        CLOSED = "closed", "Closed"
+        REOPENED = "reopened", "Reopened"
+
+    WAITING_ON_SITE = (Status.OPEN, Status.REOPENED)
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="qc_queries")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="qc_queries")
+    study = models.ForeignKey(ImagingStudy, on_delete=models.PROTECT, null=True, blank=True, related_name="qc_queries")
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    procedure = models.CharField(max_length=32, blank=True)
+    category = models.CharField(max_length=24, choices=Category.choices)
+    text = models.TextField()
+    due_date = models.DateField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    raised_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                  related_name="+", help_text="empty: raised automatically")
+    raised_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                  related_name="+")
+    # the rescan the site's answer points to (a later version of the same subject/visit/procedure)
+    rescan = models.ForeignKey(ImagingStudy, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    overdue = models.BooleanField(default=False, help_text="past its due date while waiting on the site")
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    automatic = models.BooleanField(default=False, help_text="raised by the missing-timepoint sweep")
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-raised_at", "-pk"]
+        verbose_name_plural = "queries"
+        indexes = [models.Index(fields=["status", "due_date"]), models.Index(fields=["site", "status"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(study__isnull=False) | models.Q(subject__isnull=False),
+                                   name="query_about_a_study_or_subject"),
+            # the missing-timepoint sweep raises one query per visit and procedure, however often it runs
+            models.UniqueConstraint(fields=["visit", "procedure"], condition=models.Q(automatic=True),
+                                    name="query_auto_once_per_visit_procedure"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Query {self.pk} ({self.get_category_display()})"
+
+    @property
+    def waiting_on_site(self) -> bool:
+        return self.status in self.WAITING_ON_SITE
+
+
+class QueryMessage(models.Model):
+    """One entry of a query's conversation: a message, the site's answer, or QC closing / reopening it."""
+
+    class Side(models.TextChoices):
+        QC = "qc", "QC"
+        SITE = "site", "Site"
+        SYSTEM = "system", "System"
+
+    class Kind(models.TextChoices):
+        MESSAGE = "message", "Message"
+        ANSWER = "answer", "Answer"
+        CLOSE = "close", "Closed"
+        REOPEN = "reopen", "Reopened"
+
+    query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="messages")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                               related_name="+")
+    side = models.CharField(max_length=6, choices=Side.choices)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MESSAGE)
+    text = models.TextField(blank=True)
+    rescan = models.ForeignKey(ImagingStudy, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["query", "created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on query {self.query_id} by {self.get_side_display()}"
+
+
+class QueryAttachment(models.Model):
+    """A file added to a query (a scanner report, a screenshot), kept in the default store under a random key."""
+
+    query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="attachments")
+    message = models.ForeignKey(QueryMessage, on_delete=models.PROTECT, null=True, blank=True,
+                                related_name="attachments")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=200, help_text="the file name as uploaded (shown, never used as a key)")
+    content_type = models.CharField(max_length=100, blank=True)
+    key = models.CharField(max_length=200, unique=True)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["query", "uploaded_at", "pk"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from .services import qc_run
+from .services import qc_run, queries_mark_overdue, queries_raise_missing
 
 
 @shared_task(name="qc.qc_run", acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,),
@@ -9,3 +9,18 @@ def qc_run_task(study_id: int, trigger: str) -> int | None:
     """Run the automated checks on a study. Redelivery is expected after a worker dies: qc_run is idempotent."""
     run = qc_run(study_id=study_id, trigger=trigger)
     return run.pk if run else None
+
+
+@shared_task(name="qc.queries_mark_overdue", acks_late=True, reject_on_worker_lost=True, soft_time_limit=300,
+             time_limit=360, ignore_result=True)
+def queries_mark_overdue_task() -> int:
+    """Beat: mark overdue queries and escalate each once. Idempotent (an escalated query is not mailed again)."""
+    return len(queries_mark_overdue())
+
+
+@shared_task(name="qc.queries_raise_missing", acks_late=True, reject_on_worker_lost=True, soft_time_limit=600,
+             time_limit=660, ignore_result=True)
+def queries_raise_missing_task() -> int:
+    """Beat: raise missing-timepoint queries when QC_AUTO_MISSING_QUERIES is on. Idempotent (once per visit and
+    procedure)."""
+    return len(queries_raise_missing())

@@ -1,16 +1,21 @@
-"""The QC queue and study page (htmx). Views fetch through selectors (404 when not visible) and write
-through services; an htmx request gets a partial of the page's own template."""
+"""The QC queue, study page and queries (htmx). Views fetch through selectors (404 when not visible) and
+write through services; an htmx request gets a partial of the page's own template."""
+
+import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from config.errors import DomainError
 from intake.models import ImagingStudy
 
 from . import selectors, services
+from .models import Query
 from .thumbnails import series_thumbnail
 
 
@@ -44,7 +49,8 @@ def _metadata_table(series: list[dict]) -> dict:
 
 
 def _study_page(request, study: ImagingStudy, *, reject_errors: list[str] | None = None,
-                accept_errors: list[str] | None = None, reason: str = "", status: int = 200):
+                accept_errors: list[str] | None = None, reason: str = "", status: int = 200,
+                query_errors: list[str] | None = None, query_form: dict | None = None):
     run = selectors.latest_run(study=study)
     context = {
         "study": study, "run": run, "results": selectors.run_results(run=run) if run else [],
@@ -53,9 +59,18 @@ def _study_page(request, study: ImagingStudy, *, reject_errors: list[str] | None
         "decision": selectors.decision_for(study=study),
         "can_decide": study.status == ImagingStudy.Status.QC_PENDING,
         "reject_errors": reject_errors or [], "accept_errors": accept_errors or [], "reason": reason,
+        **_study_queries(request, study, errors=query_errors, form=query_form),
     }
     template = "qc/study.html#decision" if request.htmx else "qc/study.html"
     return render(request, template, context, status=status)
+
+
+def _study_queries(request, study: ImagingStudy, *, errors: list[str] | None = None,
+                   form: dict | None = None) -> dict:
+    queries = selectors.query_list_for_user(user=request.user, study_id=study.pk)
+    return {"study": study, "study_queries": list(queries),
+            "categories": Query.Category.choices, "query_errors": errors or [], "query_form": form or {},
+            "default_due": timezone.localdate() + datetime.timedelta(days=services.QUERY_DUE_DAYS)}
 
 
 @login_required
@@ -110,3 +125,157 @@ def series_thumbnail_png(request, study_id: int, series_id: int):
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+# -- queries --------------------------------------------------------------------------------------------
+
+def _date(value: str) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@login_required
+@require_POST
+def study_query_raise(request, study_id: int):
+    study = selectors.study_get_for_qc(user=request.user, study_id=study_id)
+    form = {k: request.POST.get(k, "") for k in ("category", "text", "due_date")}
+    due = _date(form["due_date"])
+    try:
+        if form["due_date"] and due is None:
+            raise services.QcError("give the due date as YYYY-MM-DD")
+        query = services.query_raise(analyst=request.user, study=study, category=form["category"],
+                                     text=form["text"], due_date=due)
+    except DomainError as exc:
+        if request.htmx:
+            return render(request, "qc/study.html#queries",
+                          _study_queries(request, study, errors=[str(exc)], form=form))
+        return _study_page(request, study, query_errors=[str(exc)], query_form=form, status=400)
+    if request.htmx:
+        return render(request, "qc/study.html#queries", {**_study_queries(request, study), "raised": query})
+    messages.success(request, f"Query {query.pk} raised; the site has been notified.")
+    return redirect("qc-study", study_id=study.pk)
+
+
+@login_required
+def query_list(request):
+    if not selectors.queries_visible_to(user=request.user):
+        raise Http404("No such page")
+    status = request.GET.get("status", "active")
+    status = status if status in ("active", "", *Query.Status.values) else "active"
+    category = request.GET.get("category", "")
+    category = category if category in Query.Category.values else ""
+    site_id = _int(request.GET.get("site", ""))
+    overdue_only = request.GET.get("overdue") == "1"
+    queries = selectors.query_list_for_user(user=request.user, status=status, site_id=site_id, category=category,
+                                            overdue_only=overdue_only)
+    today = timezone.localdate()
+    rows = [{"query": q, "age": (today - timezone.localtime(q.raised_at).date()).days} for q in queries]
+    context = {"rows": rows, "status": status, "category": category, "site_id": site_id,
+               "overdue_only": overdue_only, "is_qc": selectors.qc_visible_to(user=request.user),
+               **selectors.query_filters_for_user(user=request.user)}
+    template = "qc/queries.html#query-table" if request.htmx else "qc/queries.html"
+    return render(request, template, context)
+
+
+def _query_page(request, query: Query, *, errors: list[str] | None = None, status: int = 200):
+    is_qc = selectors.query_is_qc(user=request.user, query=query)
+    context = {
+        "query": query, "thread": selectors.query_thread(query=query), "is_qc": is_qc,
+        "attachments": list(selectors.query_attachments(query=query)),
+        "rescans": list(selectors.query_rescan_candidates(query=query)) if not is_qc else [],
+        "age": (timezone.localdate() - timezone.localtime(query.raised_at).date()).days,
+        "errors": errors or [], "max_mb": services.attachment_limit() // (1024 * 1024),
+        "default_due": timezone.localdate() + datetime.timedelta(days=services.QUERY_DUE_DAYS),
+    }
+    template = "qc/query.html#query-body" if request.htmx else "qc/query.html"
+    return render(request, template, context, status=status if not request.htmx else 200)
+
+
+@login_required
+def query_detail(request, query_id: int):
+    return _query_page(request, selectors.query_get_for_user(user=request.user, query_id=query_id))
+
+
+def _query_act(request, query_id: int, act, done: str):
+    query = selectors.query_get_for_user(user=request.user, query_id=query_id)
+    try:
+        act(query)
+    except PermissionDenied as exc:
+        raise Http404("No such page") from exc
+    except DomainError as exc:
+        query.refresh_from_db()
+        return _query_page(request, query, errors=[str(exc)], status=400)
+    query.refresh_from_db()
+    if request.htmx:
+        return _query_page(request, query)
+    messages.success(request, done)
+    return redirect("qc-query", query_id=query.pk)
+
+
+@login_required
+@require_POST
+def query_message(request, query_id: int):
+    return _query_act(request, query_id, lambda q: services.query_message_add(
+        author=request.user, query=q, text=request.POST.get("text", ""), files=request.FILES.getlist("file")),
+        "Message added.")
+
+
+@login_required
+@require_POST
+def query_answer(request, query_id: int):
+    def act(query):
+        rescan = None
+        rescan_id = _int(request.POST.get("rescan", ""))
+        if rescan_id is not None:
+            rescan = selectors.query_rescan_candidates(query=query).filter(pk=rescan_id).first()
+            if rescan is None:
+                raise services.QcError("that study cannot be linked as a rescan of this query")
+        services.query_answer(coordinator=request.user, query=query, text=request.POST.get("text", ""),
+                              rescan=rescan, files=request.FILES.getlist("file"))
+    return _query_act(request, query_id, act, "Answer sent to QC.")
+
+
+@login_required
+@require_POST
+def query_close(request, query_id: int):
+    return _query_act(request, query_id, lambda q: services.query_close(
+        analyst=request.user, query=q, note=request.POST.get("note", "")), "Query closed.")
+
+
+@login_required
+@require_POST
+def query_reopen(request, query_id: int):
+    def act(query):
+        raw = request.POST.get("due_date", "")
+        due = _date(raw)
+        if raw and due is None:
+            raise services.QcError("give the due date as YYYY-MM-DD")
+        services.query_reopen(analyst=request.user, query=query, reason=request.POST.get("reason", ""),
+                              due_date=due)
+    return _query_act(request, query_id, act, "Query reopened; the site has been notified.")
+
+
+@login_required
+def query_attachment_download(request, query_id: int, attachment_id: int):
+    attachment = selectors.query_attachment_get_for_user(user=request.user, query_id=query_id,
+                                                         attachment_id=attachment_id)
+    stream = services.query_attachment_open(user=request.user, attachment=attachment)
+    response = FileResponse(stream, as_attachment=True, filename=attachment.name,
+                            content_type="application/octet-stream")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+def site_metrics(request):
+    if not selectors.metrics_trial_ids(user=request.user):
+        raise Http404("No such page")
+    site_id = _int(request.GET.get("site", ""))
+    rows = selectors.site_qc_metrics_for_user(user=request.user, site_id=site_id)
+    sites = sorted({r["site"] for r in selectors.site_qc_metrics_for_user(user=request.user)},
+                   key=lambda s: (s.trial.protocol_number, s.number))
+    template = "qc/metrics.html#metrics-table" if request.htmx else "qc/metrics.html"
+    return render(request, template, {"rows": rows, "sites": sites, "site_id": site_id})

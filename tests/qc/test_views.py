@@ -68,7 +68,7 @@ def test_the_study_page_shows_results_metadata_and_a_thumbnail(client, qc_analys
     assert 'data-rule="missing_slices"' in html and "1 missing slice(s)" in html
     assert "≤ 5.0 mm" in html and "charter version 1.0" in html
     assert "Metadata the checks used" in html and "SOMATOM Force" in html
-    assert "queries: coming" in html  # the placeholder for the next part of QC
+    assert "Raise a query to site 101" in html  # the query form (tests/qc/test_queries.py)
     series = study.series.get()
     src = f"/qc/studies/{study.pk}/series/{series.pk}/thumbnail.png"
     assert src in html
