@@ -52,7 +52,12 @@ class Spool:
         final = folder / f"{sequence:09d}{SUFFIX}"
         partial = folder / f"{PARTIAL_PREFIX}{sequence:09d}"
         try:
-            with partial.open("wb") as stream:
+            try:
+                stream = partial.open("wb")
+            except FileNotFoundError:  # the folder went away since this process made it (a spool emptied by hand)
+                folder.mkdir(parents=True, exist_ok=True)
+                stream = partial.open("wb")
+            with stream:
                 for chunk in chunks:
                     stream.write(chunk)
             os.replace(partial, final)

@@ -401,3 +401,11 @@ def test_the_part10_header_is_what_pydicoms_writer_would_write(source_ae):
     expected = b"\x00" * 128 + b"DICM" + encode_file_meta(meta)
     assert part10_header(sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax_uid=syntax,
                          source_ae=source_ae) == expected
+
+
+def test_the_spool_recreates_a_folder_removed_under_it(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    spool.put(submission_id=7, sequence=1, chunks=[b"one"])
+    shutil.rmtree(spool.folder(7))  # emptied by hand (or a restored database reusing the id)
+    path = spool.put(submission_id=7, sequence=2, chunks=[b"two"])
+    assert path.read_bytes() == b"two" and [s.files for s in spool.pending()] == [[path]]
