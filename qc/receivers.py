@@ -23,6 +23,16 @@ def on_study_status_changed(sender, *, study_id: int, before: str, after: str, *
         qc_enqueue(study_id=study_id, trigger="deidentified")
 
 
+def on_instance_held(sender, *, record_id: int, **kwargs) -> None:
+    """deid.signals.instance_held (sent on commit): a held file becomes a query to its site."""
+    from .tasks import query_raise_for_held_task
+
+    try:
+        query_raise_for_held_task.delay(record_id)
+    except Exception:  # noqa: BLE001 - broker down: the held record stays; QC sees it on the study page
+        log.exception("could not enqueue the query for held de-identification record %s", record_id)
+
+
 def stuck_studies(cutoff: datetime) -> list[int]:
     """Studies de-identified since before ``cutoff`` and still not queued for review: their run was lost."""
     return list(ImagingStudy.objects.filter(status=ImagingStudy.Status.DEIDENTIFIED, status_changed_at__lt=cutoff)

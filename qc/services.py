@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
+from deid.models import DeidRecord
 from intake.models import ImagingStudy
 from intake.selectors import NOT_RECEIVED
 from intake.services import STUDY_TRANSITIONS, study_transition
@@ -483,3 +484,28 @@ def queries_raise_missing(*, today: datetime.date | None = None) -> list[int]:
                 continue  # a concurrent sweep raised it
             raised.append(query.pk)
     return raised
+
+
+def query_raise_for_held(*, record_id: int) -> Query | None:
+    """De-identification held a file of a study (verification failed, or the engine refused it): ask the
+    site about it, once per study while such a query is open. The text names attributes, never values.
+    Returns the query raised, or None when one is already open (or the record is not held)."""
+    record = (DeidRecord.objects.select_related("instance__study__site", "instance__study__subject",
+                                                "instance__study__visit")
+              .filter(pk=record_id).exclude(outcome=DeidRecord.Outcome.RELEASED).first())
+    if record is None:
+        return None
+    study = record.instance.study
+    with transaction.atomic():
+        ImagingStudy.objects.select_for_update().filter(pk=study.pk).first()  # one query per study, however raced
+        if Query.objects.filter(study=study, category=Query.Category.PHI_FOUND, automatic=True,
+                                status__in=(Query.Status.OPEN, Query.Status.ANSWERED)).exists():
+            return None
+        findings = [line for line in (record.findings or "").splitlines() if line.strip()][:5]
+        text = ("De-identification held a file of this study instead of releasing it to the core lab: "
+                + ("; ".join(findings) if findings else record.get_outcome_display())
+                + ". The file stays in quarantine. Please check what the scanner or PACS exported (burned-in "
+                  "annotations, identifying text in descriptions or private fields) and send the study again, "
+                  "or tell us if the file is as it should be.")
+        return query_raise(analyst=None, category=Query.Category.PHI_FOUND, text=text, study=study,
+                           automatic=True)

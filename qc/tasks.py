@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from .services import qc_run, queries_mark_overdue, queries_raise_missing
+from .services import qc_run, queries_mark_overdue, queries_raise_missing, query_raise_for_held
 
 
 @shared_task(name="qc.qc_run", acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,),
@@ -24,3 +24,10 @@ def queries_raise_missing_task() -> int:
     """Beat: raise missing-timepoint queries when QC_AUTO_MISSING_QUERIES is on. Idempotent (once per visit and
     procedure)."""
     return len(queries_raise_missing())
+
+
+@shared_task(name="qc.query_raise_for_held", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def query_raise_for_held_task(record_id: int) -> int | None:
+    """A file held by de-identification: ask its site (once per study while the query is open)."""
+    query = query_raise_for_held(record_id=record_id)
+    return query.pk if query else None

@@ -357,3 +357,25 @@ def test_the_api_raises_a_query_about_a_visit_whose_study_is_missing(client, rea
     client.force_login(coordinator_site2)
     assert client.post("/api/qc/queries/", {"subject_id": subject.pk, "category": "other", "text": "x"},
                        content_type="application/json").status_code == 404
+
+
+def test_a_file_held_by_de_identification_becomes_one_query_to_its_site(make_study, ready_site):
+    """Verification failures are not released silently: the site is asked, once per study while it is open."""
+    from deid.models import DeidRecord
+    from deid.signals import instance_held
+    from qc.services import query_raise_for_held
+
+    study = make_study(count=2, BurnedInAnnotation="YES")  # no pixel region covers it: both files held
+    records = list(DeidRecord.objects.filter(instance__study=study, outcome=DeidRecord.Outcome.HELD))
+    assert len(records) == 2
+
+    query = query_raise_for_held(record_id=records[0].pk)
+    assert query_raise_for_held(record_id=records[1].pk) is None  # the open query covers the study
+
+    assert (query.study, query.category, query.automatic) == (study, Query.Category.PHI_FOUND, True)
+    assert "BurnedInAnnotation" in query.text and query.raised_by is None
+    assert Query.objects.filter(study=study).count() == 1
+    assert AuditEvent.objects.filter(action="qc.query_raised", target_id=str(query.pk)).count() == 1
+    assert SiteNotice.objects.filter(site=study.site, subject__contains="PHI found").exists()
+    # the signal deid sends on commit reaches QC's receiver (connected under its dispatch uid)
+    assert "qc.on_instance_held" in {entry[0][0] for entry in instance_held.receivers}
