@@ -64,6 +64,7 @@ from .models import GatewayPeer, Submission
 from .selectors import gateway_peer_for
 from .services import file_refuse, submission_open
 from .spool import Spool
+from .store_response import install as install_store_response
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ class Gateway:
         """Bind (or adopt the listener) and serve in a background thread; raises OSError if the port is taken."""
         # pynetdicom's standard handlers format a debug line for every PDU even when nobody logs them
         _config.LOG_HANDLER_LEVEL = "none"
+        install_store_response()  # the same response bytes, without a millisecond of pydicom per instance
         ae = AE(ae_title=self.ae_title)
         ae.maximum_pdu_size = MAX_PDU_BYTES
         ae.require_called_aet = True
