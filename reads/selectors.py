@@ -1,0 +1,235 @@
+"""What reading pages and API responses may show, scoped by user. Blinding is enforced here.
+
+A reader's rows carry only what the reader may know: the subject's pseudonym, the timepoint, the scan date
+as their de-identified images carry it (shifted), pseudonymous study UIDs, and their own reads. Never the
+site or its country, the treatment arm, the other reader's work or identity, or how adjudication of their
+subjects came out. Rows are plain dataclasses, so a page cannot reach a related object by accident.
+The adjudicator sees the two reads labelled A and B, never who made them.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+
+from django.http import Http404
+
+from deid.models import DeidRecord
+from intake.models import ImagingStudy
+from trials.models import Trial
+from trials.permissions import Perm, has_perm, require
+
+from .exceptions import TimepointLocked
+from .models import Adjudication, BicrResult, Read, Reader, ReadTask, WorklistOrder
+from .services import lock_reason, shifted_date
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    study_uid: str          # pseudonymous (de-identified) Study Instance UID
+    procedure: str
+    modality: str
+    scan_date: date | None  # shifted
+
+
+@dataclass(frozen=True)
+class ReadRow:
+    version: int
+    status: str
+    lesions: dict
+    responses: dict
+    overall: str
+    signed_at: object = None
+    correction_reason: str = ""
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    task_id: int
+    subject_code: str
+    timepoint: str
+    timepoint_label: str
+    scan_date: date
+    status: str
+    locked: bool
+    lock_reason: str
+    position: int  # the subject's place in the reader's recorded random order
+    order: int     # then timepoints in visit order
+
+
+@dataclass(frozen=True)
+class TaskView:
+    task_id: int
+    subject_code: str
+    timepoint: str
+    timepoint_label: str
+    scan_date: date
+    status: str
+    is_baseline: bool
+    studies: list[StudyRow]
+    current: ReadRow | None
+    versions: list[ReadRow]
+    # the reader's own signed earlier timepoints of this subject, in order: lesions to follow up
+    earlier: list[tuple[str, ReadRow]] = field(default_factory=list)
+
+
+def _reader(*, user, trial_id: int) -> Reader | None:
+    return Reader.objects.filter(trial_id=trial_id, user=user).first() if getattr(user, "pk", None) else None
+
+
+def _read_row(read: Read) -> ReadRow:
+    return ReadRow(version=read.version, status=read.status, lesions=read.lesions, responses=read.responses,
+                   overall=read.overall, signed_at=read.signed_at, correction_reason=read.correction_reason)
+
+
+def worklist_for(*, user, trial: Trial) -> list[WorklistRow]:
+    """The reader's live tasks in the trial, subjects in their recorded random order, timepoints in order."""
+    require(user=user, perm=Perm.READ, trial_id=trial.pk)
+    reader = _reader(user=user, trial_id=trial.pk)
+    if reader is None:
+        return []
+    order = WorklistOrder.objects.filter(reader=reader).order_by("-created_at", "-pk").first()
+    position = {subject_id: i for i, subject_id in enumerate(order.order if order else [])}
+    tasks = (ReadTask.objects.filter(reader=reader, status__in=ReadTask.LIVE)
+             .select_related("subject", "visit").order_by("visit__nominal_date", "pk"))
+    rows = []
+    for n, task in enumerate(tasks):
+        reason = "" if task.status == ReadTask.Status.SIGNED else lock_reason(task=task)
+        rows.append(WorklistRow(task_id=task.pk, subject_code=task.subject.code, timepoint=task.visit.timepoint,
+                                timepoint_label=task.visit.label, scan_date=task.scan_date, status=task.status,
+                                locked=bool(reason), lock_reason=reason,
+                                position=position.get(task.subject_id, len(position)), order=n))
+    return sorted(rows, key=lambda r: (r.position, r.order))
+
+
+def _studies(task: ReadTask) -> list[StudyRow]:
+    rows = []
+    for study in ImagingStudy.objects.filter(visit_id=task.visit_id, status=ImagingStudy.Status.ACCEPTED
+                                             ).order_by("procedure"):
+        uid = (DeidRecord.objects.filter(instance__study=study, outcome=DeidRecord.Outcome.RELEASED)
+               .exclude(study_uid="").values_list("study_uid", flat=True).first() or "")
+        day = shifted_date(subject=task.subject, day=study.acquisition_date) if study.acquisition_date else None
+        rows.append(StudyRow(study_uid=uid, procedure=study.procedure, modality=study.modality, scan_date=day))
+    return rows
+
+
+def task_for_reader(*, user, task_id: int) -> TaskView:
+    """One of the reader's own live tasks. Http404 when it is not theirs (or not live: replaced tasks are gone
+    from the reader's view); TimepointLocked (with what to sign first) when an earlier timepoint is unsigned."""
+    task = (ReadTask.objects.select_related("subject__trial", "visit", "reader")
+            .filter(pk=task_id, status__in=ReadTask.LIVE).first())
+    if task is None or task.reader.user_id != getattr(user, "pk", None) or not has_perm(
+            user=user, perm=Perm.READ, trial_id=task.trial_id):
+        raise Http404("No such read task")
+    if task.status != ReadTask.Status.SIGNED:
+        reason = lock_reason(task=task)
+        if reason:
+            raise TimepointLocked(f"{task.visit.label} is locked: {reason}")
+    reads = list(task.reads.order_by("version"))
+    current = next((r for r in reads if r.status in (Read.Status.DRAFT, Read.Status.SIGNED)), None)
+    earlier = (Read.objects.filter(task__subject_id=task.subject_id, task__slot=task.slot,
+                                   task__status__in=ReadTask.LIVE, status=Read.Status.SIGNED,
+                                   task__visit__nominal_date__lt=task.visit.nominal_date)
+               .select_related("task__visit").order_by("task__visit__nominal_date"))
+    first_visit = task.subject.visits.order_by("nominal_date", "pk").values_list("pk", flat=True).first()
+    return TaskView(task_id=task.pk, subject_code=task.subject.code, timepoint=task.visit.timepoint,
+                    timepoint_label=task.visit.label, scan_date=task.scan_date, status=task.status,
+                    is_baseline=task.visit_id == first_visit, studies=_studies(task),
+                    current=_read_row(current) if current else None, versions=[_read_row(r) for r in reads],
+                    earlier=[(r.task.visit.timepoint, _read_row(r)) for r in earlier])
+
+
+@dataclass(frozen=True)
+class AdjudicationView:
+    adjudication_id: int
+    subject_code: str
+    status: str
+    triggers: list[dict]
+    visits: list[str]
+    # {"A": [(timepoint, scan_date, ReadRow)], "B": [...]}: reader identities never included
+    reads: dict[str, list[tuple[str, date, ReadRow]]]
+    selected: str
+    rationale: str
+
+
+def _slot_reads(ids: list[int]) -> list[tuple[str, date, ReadRow]]:
+    reads = Read.objects.filter(pk__in=ids).select_related("task__visit").order_by("task__visit__nominal_date")
+    return [(r.task.visit.timepoint, r.task.scan_date, _read_row(r)) for r in reads]
+
+
+def adjudication_list_for(*, user, trial: Trial) -> list[AdjudicationView]:
+    """The adjudicator's own adjudications in the trial, open first."""
+    require(user=user, perm=Perm.ADJUDICATE, trial_id=trial.pk)
+    reader = _reader(user=user, trial_id=trial.pk)
+    if reader is None:
+        return []
+    adjs = Adjudication.objects.filter(adjudicator=reader).exclude(status=Adjudication.Status.SUPERSEDED)
+    return sorted((adjudication_for(user=user, adj_id=a.pk) for a in adjs),
+                  key=lambda v: (v.status != Adjudication.Status.OPEN, v.adjudication_id))
+
+
+def adjudication_for(*, user, adj_id: int) -> AdjudicationView:
+    """An adjudication assigned to the user, reads labelled A/B only. Http404 for anyone else."""
+    adj = Adjudication.objects.select_related("subject", "adjudicator").filter(pk=adj_id).first()
+    if adj is None or adj.adjudicator is None or adj.adjudicator.user_id != getattr(user, "pk", None) or not has_perm(
+            user=user, perm=Perm.ADJUDICATE, trial_id=adj.trial_id):
+        raise Http404("No such adjudication")
+    return AdjudicationView(adjudication_id=adj.pk, subject_code=adj.subject.code, status=adj.status,
+                            triggers=adj.triggers, visits=adj.visits,
+                            reads={"A": _slot_reads(adj.reads_a), "B": _slot_reads(adj.reads_b)},
+                            selected=adj.selected, rationale=adj.rationale)
+
+
+def _require_oversight(*, user, trial: Trial) -> None:
+    if user is not None and not (has_perm(user=user, perm=Perm.VIEW_DASHBOARDS, trial_id=trial.pk)
+                                 or has_perm(user=user, perm=Perm.VIEW_AUDIT, trial_id=trial.pk)):
+        raise Http404("No such trial")
+
+
+def bicr_results(*, trial: Trial, user=None) -> list[dict]:
+    """The BICR result per subject timepoint (for managers, sponsors, auditors and exports; ``user=None`` is
+    the system, e.g. the SDTM export)."""
+    _require_oversight(user=user, trial=trial)
+    rows = (BicrResult.objects.filter(trial=trial).select_related("subject", "visit", "read__task")
+            .order_by("subject__code", "visit__nominal_date"))
+    return [{"subject_code": r.subject.code, "subject_id": r.subject_id, "visit": r.visit.timepoint,
+             "visit_id": r.visit_id, "overall": r.overall, "source": r.source, "read_id": r.read_id,
+             "slot": r.read.task.slot, "responses": r.read.responses, "adjudication_id": r.adjudication_id}
+            for r in rows]
+
+
+def agreement_inputs(*, trial: Trial, user=None) -> list[dict]:
+    """Pairs of overall responses per reader pair and month, for kappa: both readers' current signed reads of
+    the same timepoint. ``readers`` is the pair ordered by reader id; each rating pair follows that order;
+    the month is when the later of the two was signed."""
+    _require_oversight(user=user, trial=trial)
+    reads = (Read.objects.filter(task__trial=trial, task__status__in=ReadTask.LIVE, status=Read.Status.SIGNED)
+             .exclude(overall="").select_related("task__reader__user"))
+    by_visit: dict[int, dict[str, Read]] = defaultdict(dict)
+    for read in reads:
+        by_visit[read.task.visit_id][read.task.slot] = read
+    groups: dict[tuple, list] = defaultdict(list)
+    names = {}
+    for pair in by_visit.values():
+        if len(pair) != 2:
+            continue
+        first, second = sorted(pair.values(), key=lambda r: r.task.reader_id)
+        month = max(first.signed_at, second.signed_at).strftime("%Y-%m")
+        key = (first.task.reader_id, second.task.reader_id, month)
+        names[key[:2]] = (first.task.reader.user.get_username(), second.task.reader.user.get_username())
+        groups[key].append((first.overall, second.overall))
+    return [{"reader_ids": key[:2], "readers": names[key[:2]], "month": key[2], "ratings": ratings}
+            for key, ratings in sorted(groups.items())]
+
+
+def adjudication_inputs(*, trial: Trial, user=None) -> list[dict]:
+    """Adjudications of the trial with which reader's read was selected: for adjudication rate and
+    adjudicator agreement per reader."""
+    _require_oversight(user=user, trial=trial)
+    rows = []
+    for adj in Adjudication.objects.filter(trial=trial).exclude(status=Adjudication.Status.SUPERSEDED).order_by("pk"):
+        slots = dict(Read.objects.filter(pk__in=adj.reads_a[:1] + adj.reads_b[:1])
+                     .values_list("task__slot", "task__reader_id"))
+        rows.append({"adjudication_id": adj.pk, "subject_id": adj.subject_id, "month": adj.created_at.strftime("%Y-%m"),
+                     "status": adj.status, "readers": slots, "selected": adj.selected,
+                     "selected_reader": slots.get(adj.selected) if adj.selected else None})
+    return rows
