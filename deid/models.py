@@ -26,6 +26,15 @@ class DeidProfile(models.Model):
     # [{"manufacturer": "", "model": "", "rows": null, "columns": null, "boxes": [[x, y, w, h], ...]}, ...]:
     # blank / null fields match anything; used under clean_pixel_data
     pixel_regions = models.JSONField(default=list)
+    # OCR of files routed to pixel review (deid.engine.pixel_review_reasons), after the regions are blanked:
+    # text still read in the output holds the file for QC review. Off for trials whose ultrasound shows
+    # plain anatomy Tesseract keeps misreading (regions then carry the whole burden).
+    ocr_text_review = models.BooleanField(
+        default=True,
+        help_text="read burned-in annotation, secondary capture, ultrasound and screen-capture files with OCR "
+                  "after pixel cleaning, and hold the file for QC review when text remains")
+    ocr_min_confidence = models.PositiveSmallIntegerField(
+        default=70, help_text="Tesseract word confidence (0-100) from which a word counts as text")
     purge_raw_after_days = models.PositiveIntegerField(
         null=True, blank=True,
         help_text="delete the raw file from quarantine this many days after its output is verified "
@@ -55,8 +64,9 @@ class DeidRecord(models.Model):
 
     class Outcome(models.TextChoices):
         RELEASED = "released", "Released to the archive"
-        HELD = "held", "Held: verification failed"
+        HELD = "held", "Held for QC review"
         ERROR = "error", "Refused: cannot be de-identified as asked"
+        REJECTED = "rejected", "Held, then rejected by QC review"
 
     instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="deid_records")
     profile = models.ForeignKey(DeidProfile, on_delete=models.PROTECT, related_name="records")
@@ -77,6 +87,16 @@ class DeidRecord(models.Model):
     output_sha256 = models.CharField(max_length=64, blank=True)
     output_size = models.BigIntegerField(null=True, blank=True)
     # the pseudonymous UIDs of the output, for the trial's mapping export
+    # text OCR read in the output's pixels after cleaning: [{"frame", "x", "y", "width", "height",
+    # "confidence", "chars"}, ...] in pixels from the top-left; never the text itself (it may be PHI)
+    text_boxes = models.JSONField(default=list, blank=True)
+    # QC review of a held output (deid.services.held_release / held_reject)
+    held_key = models.CharField(max_length=255, blank=True,
+                                help_text="where the held output waits in quarantine (kept after review)")
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_reason = models.TextField(blank=True)
     study_uid = models.CharField(max_length=64, blank=True)
     series_uid = models.CharField(max_length=64, blank=True)
     sop_uid = models.CharField(max_length=64, blank=True)

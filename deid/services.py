@@ -27,14 +27,16 @@ import pydicom
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import connection, transaction
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from audit.services import audit_record
+from config.errors import ConflictError, DomainError
 from deid.engine import OPTIONS, Profile
 from intake.models import ImagingStudy, Instance
 from intake.services import instance_transition, study_transition
 from trials.models import Trial
-from trials.permissions import Perm, ensure, has_perm, require
+from trials.permissions import Perm, ensure, has_perm, require, trial_ids_with
 
 from . import pipeline, signals
 from .exceptions import ArchiveConflict, ProfileInvalid
@@ -94,6 +96,11 @@ def _clean_regions(regions: Iterable[dict]) -> list[dict]:
     return cleaned
 
 
+def profile_ocr(profile: DeidProfile) -> pipeline.Ocr | None:
+    """The pipeline's OCR settings for a stored version; None when the version switches OCR off."""
+    return pipeline.Ocr(min_confidence=float(profile.ocr_min_confidence)) if profile.ocr_text_review else None
+
+
 def _lock_trial_profiles(trial_id: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PROFILE_LOCK + trial_id])
@@ -102,8 +109,13 @@ def _lock_trial_profiles(trial_id: int) -> None:
 @transaction.atomic
 def profile_create_version(*, actor, trial, options: Iterable[str] = (), safe_private: Iterable = (),
                            pixel_regions: Iterable[dict] = (), purge_raw_after_days: int | None = None,
+                           ocr_text_review: bool | None = None, ocr_min_confidence: int | None = None,
                            note: str = "") -> DeidProfile:
-    """Make version n+1 the trial's profile (trial managers; None: the system). Audited; never edits one."""
+    """Make version n+1 the trial's profile (trial managers; None: the system). Audited; never edits one.
+
+    The OCR settings left as None carry over from the previous version (version 1: on, confidence 70),
+    so an editor that does not show them never switches OCR back on or off by accident.
+    """
     if actor is not None:
         ensure(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
     options = sorted(set(options))
@@ -116,18 +128,29 @@ def profile_create_version(*, actor, trial, options: Iterable[str] = (), safe_pr
         raise ProfileInvalid("pixel regions are blanked only under the clean_pixel_data option: switch it on")
     if purge_raw_after_days is not None and (not isinstance(purge_raw_after_days, int) or purge_raw_after_days < 0):
         raise ProfileInvalid("purge_raw_after_days is a number of days (0 or more), or empty to keep raw files")
+    if ocr_text_review is not None and not isinstance(ocr_text_review, bool):
+        raise ProfileInvalid("ocr_text_review is true or false")
+    if ocr_min_confidence is not None and (isinstance(ocr_min_confidence, bool) or not isinstance(
+            ocr_min_confidence, int) or not 0 <= ocr_min_confidence <= 100):
+        raise ProfileInvalid("ocr_min_confidence is a Tesseract confidence from 0 to 100")
     try:
         Profile(options=frozenset(options), safe_private=frozenset(allow))
     except ValueError as exc:
         raise ProfileInvalid(str(exc)) from None
     _lock_trial_profiles(trial.pk)
     previous = DeidProfile.objects.filter(trial=trial).order_by("-version").first()
+    if ocr_text_review is None:
+        ocr_text_review = previous.ocr_text_review if previous else True
+    if ocr_min_confidence is None:
+        ocr_min_confidence = previous.ocr_min_confidence if previous else 70
     profile = DeidProfile.objects.create(
         trial=trial, version=previous.version + 1 if previous else 1, options=options,
         safe_private=[list(entry) for entry in allow], pixel_regions=regions,
-        purge_raw_after_days=purge_raw_after_days, note=note.strip(), created_by=actor)
+        purge_raw_after_days=purge_raw_after_days, ocr_text_review=ocr_text_review,
+        ocr_min_confidence=ocr_min_confidence, note=note.strip(), created_by=actor)
     settings = {"options": options, "safe_private": profile.safe_private, "pixel_regions": regions,
-                "purge_raw_after_days": purge_raw_after_days}
+                "purge_raw_after_days": purge_raw_after_days, "ocr_text_review": ocr_text_review,
+                "ocr_min_confidence": ocr_min_confidence}
     changed = sorted(name for name, value in settings.items()
                      if previous is None or getattr(previous, name) != value)
     audit_record(actor=actor, action="deid.profile_version_created", target=profile, trial_id=trial.pk,
@@ -252,7 +275,8 @@ def instance_deidentify(*, instance_id: int) -> DeidRecord | None:
         else:
             result = pipeline.run(raw, profile=engine_profile(profile),
                                   keys=subject_keys(trial=study.trial, subject_code=study.subject.code),
-                                  subject_code=study.subject.code, pixel_regions=profile.pixel_regions)
+                                  subject_code=study.subject.code, pixel_regions=profile.pixel_regions,
+                                  ocr=profile_ocr(profile))
         del raw
         storage_name, key = "", ""
         if result.output is not None:
@@ -281,7 +305,9 @@ def _record(*, instance: Instance, profile: DeidProfile, result: pipeline.Result
                       "findings": result.error or "\n".join(result.findings), "raw_sha256": raw_sha256,
                       "output_storage": storage_name, "output_key": key, "output_sha256": result.sha256,
                       "output_size": len(result.output) if result.output is not None else None,
-                      "study_uid": result.uids[0], "series_uid": result.uids[1], "sop_uid": result.uids[2]})
+                      "study_uid": result.uids[0], "series_uid": result.uids[1], "sop_uid": result.uids[2],
+                      "text_boxes": result.text_boxes,
+                      "held_key": key if outcome == DeidRecord.Outcome.HELD else ""})
         if not created:
             return record
         details = {"profile_version": profile.version, "record": record.pk, "raw_sha256": raw_sha256,
@@ -291,26 +317,40 @@ def _record(*, instance: Instance, profile: DeidProfile, result: pipeline.Result
         where = {"target": instance, "trial_id": study.trial_id, "site_id": study.site_id,
                  "subject_id": study.subject_id, "subject_code": study.subject.code}
         if outcome == DeidRecord.Outcome.RELEASED:
-            row = Instance.objects.select_for_update().get(pk=instance.pk)
-            row.deid_key, row.deid_sha256, row.deid_size = key, result.sha256, record.output_size
-            row.save(update_fields=["deid_key", "deid_sha256", "deid_size"])
-            instance_transition(actor=None, instance=row, to=IS.DEIDENTIFIED,
-                                details={"profile_version": profile.version, "deid_sha256": result.sha256})
+            _release(actor=None, record=record, study=study)
             audit_record(actor=None, action="deid.instance_deidentified", details=details, **where)
-            if study.status == S.DEIDENTIFYING and not study.instances.exclude(status=IS.DEIDENTIFIED).exists():
-                study_transition(actor=None, study=study, to=S.DEIDENTIFIED,
-                                 reason="every instance de-identified and verified",
-                                 details={"profile_version": profile.version})
-                transaction.on_commit(lambda: signals.study_deidentified.send(sender=ImagingStudy,
-                                                                              study_id=study.pk))
         else:
             reason = result.error or f"verification failed: {len(result.findings)} finding(s)"
             instance_transition(actor=None, instance=instance, to=IS.FAILED,
                                 details={"profile_version": profile.version, "reason": reason[:300]})
             audit_record(actor=None, action="deid.instance_held",
-                         details={**details, "reason": reason[:300], "findings": result.findings[:50]}, **where)
+                         details={**details, "reason": reason[:300], "findings": result.findings[:50],
+                                  "pixel_review": result.pixel_review, "text_boxes": len(result.text_boxes)},
+                         **where)
             transaction.on_commit(lambda: signals.instance_held.send(sender=DeidRecord, record_id=record.pk))
     return record
+
+
+def _release(*, actor, record: DeidRecord, study: ImagingStudy) -> None:
+    """The one way an output becomes the instance's: fields, status, and the study forward when complete.
+
+    Inside the caller's transaction, with the study locked; ``record`` already names the archive object.
+    A held instance (FAILED) goes through DEIDENTIFYING, the only road the status machine has.
+    """
+    row = Instance.objects.select_for_update().get(pk=record.instance_id)
+    row.deid_key, row.deid_sha256, row.deid_size = record.output_key, record.output_sha256, record.output_size
+    row.save(update_fields=["deid_key", "deid_sha256", "deid_size"])
+    moved = {"profile_version": record.profile.version, "deid_sha256": record.output_sha256}
+    if row.status == IS.FAILED:
+        row = instance_transition(actor=actor, instance=row, to=IS.DEIDENTIFYING,
+                                  details={**moved, "reason": "released by QC review"})
+    instance_transition(actor=actor, instance=row, to=IS.DEIDENTIFIED, details=moved)
+    if study.status == S.DEIDENTIFYING and not study.instances.exclude(status=IS.DEIDENTIFIED).exists():
+        study_transition(actor=actor, study=study, to=S.DEIDENTIFIED,
+                         reason="every instance de-identified and verified" if actor is None
+                         else "every instance de-identified; held files released by QC review",
+                         details={"profile_version": record.profile.version})
+        transaction.on_commit(lambda: signals.study_deidentified.send(sender=ImagingStudy, study_id=study.pk))
 
 
 def series_pending(*, series_id: int) -> list[int]:
@@ -331,6 +371,168 @@ def series_deidentify(*, series_id: int) -> dict[str, int]:
         record = instance_deidentify(instance_id=instance_id)
         counts[record.outcome if record is not None else "skipped"] += 1
     return counts
+
+
+# -- QC review of held outputs ------------------------------------------------------------------------------
+# A held output waits in quarantine under held_key. A QC reviewer of the trial looks at it (the de-identified
+# output, never the raw file) with OCR's boxes drawn on it and releases it (no PHI: the same release as the
+# engine's, through _release) or rejects it (it stays out of the archive; the site's PHI query stays open).
+# The reads the QC pages need are here too, beside the writes that share their rules.
+
+class HeldReviewError(DomainError):
+    """A held output cannot be reviewed as asked; the message says why."""
+
+
+class HeldReviewConflict(ConflictError):
+    """The held output is no longer in a state that allows this act (released, rejected, superseded)."""
+
+
+REVIEW_REASON_MAX = 2000
+
+
+def held_list_for_study(*, user, study: ImagingStudy) -> list[DeidRecord]:
+    """Held and reviewed outputs of a study, the latest record per instance, for the trial's QC reviewers."""
+    if not has_perm(user=user, perm=Perm.QC_REVIEW, trial_id=study.trial_id):
+        return []
+    records = (DeidRecord.objects.filter(instance__study=study).exclude(held_key="")
+               .select_related("instance__series", "profile", "reviewed_by")
+               .order_by("instance__series__series_number", "instance_id", "-profile__version"))
+    latest = {}
+    for record in records:
+        latest.setdefault(record.instance_id, record)
+    return [r for r in latest.values() if r.outcome == DeidRecord.Outcome.HELD or r.reviewed_at is not None]
+
+
+def held_studies_for_user(*, user) -> list[dict]:
+    """Studies of the user's QC trials with outputs still held for review: [{"study", "held"}], oldest first."""
+    latest = (DeidRecord.objects.filter(instance__study__trial_id__in=trial_ids_with(user=user, perm=Perm.QC_REVIEW),
+                                        instance__status=IS.FAILED, instance__study__status__in=DEID_STUDY_STATUSES)
+              .select_related("instance__study__trial", "instance__study__site", "instance__study__subject",
+                              "profile")
+              .order_by("instance_id", "-profile__version").distinct("instance_id"))
+    studies: dict[int, dict] = {}
+    for record in latest:
+        if record.outcome == DeidRecord.Outcome.HELD and record.held_key:
+            entry = studies.setdefault(record.instance.study_id, {"study": record.instance.study, "held": 0,
+                                                                  "since": record.created_at})
+            entry["held"] += 1
+            entry["since"] = min(entry["since"], record.created_at)
+    return sorted(studies.values(), key=lambda entry: (entry["since"], entry["study"].pk))
+
+
+def held_get_for_review(*, user, record_id: int) -> DeidRecord:
+    """A record with a held output, for the trial's QC reviewers; 404 for missing and forbidden alike."""
+    return get_object_or_404(
+        DeidRecord.objects.select_related("instance__study__trial", "instance__study__site",
+                                          "instance__study__subject", "instance__series", "profile", "reviewed_by")
+        .exclude(held_key=""),
+        pk=record_id, instance__study__trial_id__in=trial_ids_with(user=user, perm=Perm.QC_REVIEW))
+
+
+def held_output_read(*, record: DeidRecord) -> bytes:
+    """The held (de-identified) output's bytes from quarantine, checked against the recorded sha256."""
+    if not record.held_key:
+        raise HeldReviewError("no output was kept for this file: there is no image to review")
+    with storages["quarantine"].open(record.held_key, "rb") as stream:
+        data = stream.read()
+    if hashlib.sha256(data).hexdigest() != record.output_sha256:
+        raise HeldReviewError("the held output in quarantine does not match its recorded sha256; it cannot be "
+                              "reviewed or released")
+    return data
+
+
+def _review_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise HeldReviewError("give a reason: it is recorded with the decision in the audit trail")
+    if len(reason) > REVIEW_REASON_MAX:
+        raise HeldReviewError(f"keep the reason under {REVIEW_REASON_MAX} characters")
+    return reason
+
+
+def _check_held(record: DeidRecord, *, releasing: bool) -> None:
+    if record.outcome != DeidRecord.Outcome.HELD:
+        raise HeldReviewConflict(f"this file is {record.get_outcome_display().lower()}: there is nothing to review")
+    newer = DeidRecord.objects.filter(instance_id=record.instance_id, profile__version__gt=record.profile.version)
+    if newer.exists():
+        raise HeldReviewConflict("a newer profile version has de-identified this file since; review that record")
+    if not releasing:
+        return
+    findings = [line for line in record.findings.splitlines() if line.strip()]
+    if not pipeline.reviewable(findings):
+        raise HeldReviewError("this file was held for what its header holds, not only for its pixels; a look at "
+                              "the image cannot clear that. Reject it, or change the profile and de-identify again")
+    instance = Instance.objects.only("status").get(pk=record.instance_id)
+    if instance.status != IS.FAILED:
+        raise HeldReviewConflict(f"the instance is {instance.get_status_display().lower()}: it cannot be released")
+
+
+def _review(record: DeidRecord, *, reviewer, reason: str, outcome: str, **fields) -> None:
+    record.outcome, record.reviewed_by, record.reviewed_at, record.review_reason = (
+        outcome, reviewer, timezone.now(), reason)
+    for name, value in fields.items():
+        setattr(record, name, value)
+    record.save(update_fields=["outcome", "reviewed_by", "reviewed_at", "review_reason", *fields])
+
+
+def held_release(*, reviewer, record: DeidRecord, reason: str) -> DeidRecord:
+    """A QC reviewer confirms a held output shows no PHI: it is archived and released like any other. Audited.
+
+    QC reviewers of the trial only; a reason is required. Only outputs held for their pixels alone
+    (OCR text, an uncleaned burned-in annotation) can be released: a header finding is a leak that a
+    look at the image cannot clear. The output is copied (never rewritten) to its archive key with its
+    sha256 checked; the held copy stays in quarantine. A second call is refused: the record is released.
+    """
+    reason = _review_reason(reason)
+    study = record.instance.study
+    ensure(user=reviewer, perm=Perm.QC_REVIEW, trial_id=study.trial_id)
+    _check_held(record, releasing=True)
+    if study.status not in DEID_STUDY_STATUSES:
+        raise HeldReviewConflict(f"the study is {study.get_status_display().lower()}: nothing is released into it")
+    data = held_output_read(record=record)
+    key = archive_key(instance=record.instance, profile=record.profile)
+    _store(storages["archive"], key, data, record.output_sha256)  # an identical object there is accepted
+    del data
+    with transaction.atomic():
+        study = ImagingStudy.objects.select_for_update(of=("self",)).get(pk=study.pk)  # study before record
+        record = (DeidRecord.objects.select_for_update(of=("self",)).select_related("profile", "instance")
+                  .get(pk=record.pk))
+        _check_held(record, releasing=True)
+        if study.status not in DEID_STUDY_STATUSES:
+            raise HeldReviewConflict(f"the study is {study.get_status_display().lower()}: nothing is released "
+                                     "into it")
+        _review(record, reviewer=reviewer, reason=reason, outcome=DeidRecord.Outcome.RELEASED,
+                output_storage="archive", output_key=key)
+        _release(actor=reviewer, record=record, study=study)
+        audit_record(actor=reviewer, action="deid.held_released", target=record.instance,
+                     trial_id=study.trial_id, site_id=study.site_id, subject_id=study.subject_id, reason=reason,
+                     details={"record": record.pk, "profile_version": record.profile.version,
+                              "deid_sha256": record.output_sha256, "archive_key": key, "held_key": record.held_key,
+                              "text_boxes": len(record.text_boxes),
+                              "findings": record.findings.splitlines()[:50]})
+    return record
+
+
+@transaction.atomic
+def held_reject(*, reviewer, record: DeidRecord, reason: str) -> DeidRecord:
+    """A QC reviewer confirms a held output is not fit to release: it stays out of the archive. Audited.
+
+    QC reviewers of the trial only; a reason is required. The instance stays failed and the output stays
+    in quarantine; the PHI query raised to the site when the file was held stays open for a resend.
+    """
+    reason = _review_reason(reason)
+    ensure(user=reviewer, perm=Perm.QC_REVIEW, trial_id=record.instance.study.trial_id)
+    record = (DeidRecord.objects.select_for_update(of=("self",)).select_related("profile", "instance__study")
+              .get(pk=record.pk))
+    _check_held(record, releasing=False)
+    _review(record, reviewer=reviewer, reason=reason, outcome=DeidRecord.Outcome.REJECTED)
+    study = record.instance.study
+    audit_record(actor=reviewer, action="deid.held_rejected", target=record.instance, trial_id=study.trial_id,
+                 site_id=study.site_id, subject_id=study.subject_id, reason=reason,
+                 details={"record": record.pk, "profile_version": record.profile.version,
+                          "deid_sha256": record.output_sha256, "held_key": record.held_key,
+                          "text_boxes": len(record.text_boxes), "findings": record.findings.splitlines()[:50]})
+    return record
 
 
 # -- quarantine purge ---------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 Rendered server-side from the de-identified file in the archive (never the quarantine copy) and cached
 under the archived object's sha256, so a cached image can never show other pixels than the file.
+Held outputs (de-identified, waiting for QC review in quarantine, never the raw file) are rendered
+the same way, larger, one frame at a time (``held_frame_png``).
 """
 
 import io
@@ -44,13 +46,16 @@ def _first(value):
     return float(value[0] if isinstance(value, pydicom.multival.MultiValue | list | tuple) else value)
 
 
-def render_png(data: bytes) -> bytes:
-    """One DICOM file's (middle) frame as an 8-bit PNG at most SIZE pixels wide or high."""
+def render_png(data: bytes, *, frame: int | None = None, size: int = SIZE) -> bytes:
+    """One DICOM file's frame (0-based; default the middle one) as an 8-bit PNG at most ``size`` pixels
+    wide or high. A frame the file does not have raises IndexError."""
     ds = pydicom.dcmread(io.BytesIO(data))
     pixels = ds.pixel_array
     frames = int(ds.get("NumberOfFrames") or 1)
+    if frame is not None and not 0 <= frame < frames:
+        raise IndexError(f"the file has {frames} frame(s), not a frame {frame + 1}")
     if frames > 1:
-        pixels = pixels[frames // 2]
+        pixels = pixels[frames // 2 if frame is None else frame]
     if ds.get("SamplesPerPixel", 1) == 3:
         image = Image.fromarray(pixels.astype(np.uint8), mode="RGB")
     else:
@@ -65,7 +70,7 @@ def render_png(data: bytes) -> bytes:
         if ds.get("PhotometricInterpretation") == "MONOCHROME1":
             scaled = 255 - scaled
         image = Image.fromarray(scaled.astype(np.uint8), mode="L")
-    image.thumbnail((SIZE, SIZE))
+    image.thumbnail((size, size))
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return out.getvalue()
@@ -87,3 +92,21 @@ def series_thumbnail(*, series: Series) -> bytes | None:
             return None
         cache.set(key, png, CACHE_SECONDS)
     return png
+
+
+HELD_SIZE = 1024
+
+
+def held_frame_png(*, frame: int, data: bytes) -> bytes:
+    """A held output's frame as a PNG of at most HELD_SIZE pixels; never cached.
+
+    A held output may still show burned-in PHI, and PHI lives only in quarantine: so no copy in the
+    cache, and the response is sent no-store. Raises IndexError for a frame the file does not have,
+    ValueError when its pixels cannot be decoded.
+    """
+    try:
+        return render_png(data, frame=frame, size=HELD_SIZE)
+    except IndexError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no decoder, a corrupt stream: nothing to show
+        raise ValueError(f"the held output cannot be rendered ({type(exc).__name__})") from exc

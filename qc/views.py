@@ -2,7 +2,10 @@
 write through services; an htmx request gets a partial of the page's own template."""
 
 import datetime
+import io
 
+import pydicom
+import pydicom.errors
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -12,11 +15,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from config.errors import DomainError
+from deid import services as deid_services
 from intake.models import ImagingStudy
 
 from . import selectors, services
 from .models import Query
-from .thumbnails import series_thumbnail
+from .thumbnails import held_frame_png, series_thumbnail
 
 
 def _int(value: str) -> int | None:
@@ -33,6 +37,7 @@ def queue(request):
     studies = selectors.qc_queue_list_for_user(user=request.user, site_id=site_id, procedure=procedure,
                                                failed_only=failed_only)
     context = {"studies": studies, "site_id": site_id, "procedure": procedure, "failed_only": failed_only,
+               "held_studies": [] if request.htmx else deid_services.held_studies_for_user(user=request.user),
                **selectors.qc_queue_filters_for_user(user=request.user)}
     template = "qc/queue.html#queue-table" if request.htmx else "qc/queue.html"
     return render(request, template, context)
@@ -59,6 +64,7 @@ def _study_page(request, study: ImagingStudy, *, reject_errors: list[str] | None
         "decision": selectors.decision_for(study=study),
         "can_decide": study.status == ImagingStudy.Status.QC_PENDING,
         "reject_errors": reject_errors or [], "accept_errors": accept_errors or [], "reason": reason,
+        "held": deid_services.held_list_for_study(user=request.user, study=study),
         **_study_queries(request, study, errors=query_errors, form=query_form),
     }
     template = "qc/study.html#decision" if request.htmx else "qc/study.html"
@@ -279,3 +285,81 @@ def site_metrics(request):
                    key=lambda s: (s.trial.protocol_number, s.number))
     template = "qc/metrics.html#metrics-table" if request.htmx else "qc/metrics.html"
     return render(request, template, {"rows": rows, "sites": sites, "site_id": site_id})
+
+
+# -- held files: de-identified outputs OCR (or verification) held for review ---------------------------
+
+def _held_page(request, record, *, errors: list[str] | None = None, reason: str = "", status: int = 200):
+    """The held output's frames with OCR's boxes, and the release / reject forms."""
+    study = record.instance.study
+    frames, rows, columns, image_error = 1, 0, 0, ""
+    try:
+        header = pydicom.dcmread(io.BytesIO(deid_services.held_output_read(record=record)), stop_before_pixels=True)
+        frames = int(header.get("NumberOfFrames") or 1)
+        rows, columns = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
+    except (DomainError, OSError, ValueError, TypeError, pydicom.errors.InvalidDicomError) as exc:
+        image_error = str(exc) if isinstance(exc, DomainError) else "the held output cannot be read"
+    boxed = sorted({box["frame"] for box in record.text_boxes})
+    shown = [f for f in boxed if f < frames][:8] or [frames // 2]
+    context = {
+        "record": record, "study": study, "instance": record.instance, "rows": rows, "columns": columns,
+        "frames": frames, "image_error": image_error,
+        "images": [{"frame": f, "boxes": [b for b in record.text_boxes if b["frame"] == f]} for f in shown],
+        "findings": [line for line in record.findings.splitlines() if line.strip()],
+        "can_review": record.outcome == record.Outcome.HELD, "errors": errors or [], "reason": reason,
+    }
+    template = "qc/held.html#held-decision" if request.htmx else "qc/held.html"
+    return render(request, template, context, status=status if not request.htmx else 200)
+
+
+@login_required
+def held_detail(request, record_id: int):
+    return _held_page(request, deid_services.held_get_for_review(user=request.user, record_id=record_id))
+
+
+@login_required
+def held_frame(request, record_id: int, frame: int):
+    record = deid_services.held_get_for_review(user=request.user, record_id=record_id)
+    try:
+        png = held_frame_png(frame=frame, data=deid_services.held_output_read(record=record))
+    except (IndexError, ValueError, DomainError) as exc:
+        raise Http404("No image") from exc
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, no-store"  # it may still show burned-in PHI
+    return response
+
+
+def _held_act(request, record_id: int, act, done: str):
+    record = deid_services.held_get_for_review(user=request.user, record_id=record_id)
+    reason = request.POST.get("reason", "")
+    try:
+        act(record, reason)
+    except PermissionDenied as exc:
+        raise Http404("No such page") from exc
+    except DomainError as exc:
+        record.refresh_from_db()
+        return _held_page(request, record, errors=[str(exc)], reason=reason,
+                          status=getattr(exc, "status_code", 400))
+    messages.success(request, done)
+    url = f"/qc/studies/{record.instance.study_id}/#qc-held"
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = request.build_absolute_uri(url)
+        return response
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def held_release(request, record_id: int):
+    return _held_act(request, record_id, lambda record, reason: deid_services.held_release(
+        reviewer=request.user, record=record, reason=reason),
+        "Held file released: it is in the archive and the study continues.")
+
+
+@login_required
+@require_POST
+def held_reject(request, record_id: int):
+    return _held_act(request, record_id, lambda record, reason: deid_services.held_reject(
+        reviewer=request.user, record=record, reason=reason),
+        "Held file rejected: it stays out of the archive; the site's query stays open for a resend.")
