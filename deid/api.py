@@ -18,6 +18,8 @@ class ProfileOutput(serializers.Serializer):
     safe_private = serializers.ListField()
     pixel_regions = serializers.ListField()
     purge_raw_after_days = serializers.IntegerField(allow_null=True)
+    ocr_text_review = serializers.BooleanField()
+    ocr_min_confidence = serializers.IntegerField()
     note = serializers.CharField()
     created_by = serializers.CharField(source="created_by.username", default=None)
     created_at = serializers.DateTimeField()
@@ -31,6 +33,9 @@ class ProfileInput(serializers.Serializer):
                                           help_text='[{"manufacturer", "model", "rows", "columns", '
                                                     '"boxes": [[x, y, width, height], ...]}]')
     purge_raw_after_days = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    ocr_text_review = serializers.BooleanField(required=False, help_text="left out: as the current version")
+    ocr_min_confidence = serializers.IntegerField(min_value=0, max_value=100, required=False,
+                                                  help_text="left out: as the current version")
     note = serializers.CharField(allow_blank=True, required=False)
 
 

@@ -65,6 +65,13 @@ class ProfileForm(forms.Form):
     purge_raw_after_days = forms.IntegerField(
         required=False, min_value=0, label="Purge raw files after (days)",
         help_text="Days after a verified de-identification; 0: at the next purge run; empty: keep raw files.")
+    ocr_text_review = forms.BooleanField(
+        required=False, label="Hold files with burned-in text",
+        help_text="Read burned-in annotation, secondary capture, ultrasound and screen-capture files with OCR "
+                  "after pixel cleaning; text that remains holds the file for QC review.")
+    ocr_min_confidence = forms.IntegerField(
+        required=False, min_value=0, max_value=100, label="OCR word confidence (0-100)",
+        help_text="From this Tesseract confidence a word counts as text (lower holds more files); empty: as now.")
     note = forms.CharField(required=True, max_length=2000, label="Reason for this version",
                            widget=forms.Textarea(attrs={"rows": 2, "cols": 60}))
 
@@ -76,7 +83,8 @@ class ProfileForm(forms.Form):
     def initial_from(cls, profile: DeidProfile) -> dict:
         return {"options": list(profile.options), "safe_private": allowlist_text(profile.safe_private),
                 "pixel_regions": regions_text(profile.pixel_regions),
-                "purge_raw_after_days": profile.purge_raw_after_days}
+                "purge_raw_after_days": profile.purge_raw_after_days,
+                "ocr_text_review": profile.ocr_text_review, "ocr_min_confidence": profile.ocr_min_confidence}
 
     def clean_safe_private(self) -> list[list]:
         entries, errors = [], []
@@ -146,7 +154,8 @@ class ProfileForm(forms.Form):
         """The cleaned values as profile_create_version's keyword arguments (without the note)."""
         data = self.cleaned_data
         return {"options": sorted(data["options"]), "safe_private": data["safe_private"],
-                "pixel_regions": data["pixel_regions"], "purge_raw_after_days": data["purge_raw_after_days"]}
+                "pixel_regions": data["pixel_regions"], "purge_raw_after_days": data["purge_raw_after_days"],
+                "ocr_text_review": data["ocr_text_review"], "ocr_min_confidence": data["ocr_min_confidence"]}
 
 
 class PreviewForm(forms.Form):

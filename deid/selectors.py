@@ -8,10 +8,15 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from deid.engine.apply import DUMMY, values_of
+from intake.models import ImagingStudy, Instance
 from trials.models import Trial
-from trials.permissions import Perm, require, trial_ids_with
+from trials.permissions import Perm, has_perm, require, trial_ids_with
 
 from .models import DeidProfile, DeidRecord
+
+S, IS = ImagingStudy.Status, Instance.Status
+# studies whose instances are de-identified: not waiting in the inbox, not rejected or closed
+DEID_STUDY_STATUSES = (S.RECEIVED, S.DEIDENTIFYING, S.DEIDENTIFIED, S.QC_PENDING)
 
 MAPPING_COLUMNS = ["subject_code", "patient_id_hash", "study_uid_hash", "study_uid", "series_uid_hash",
                    "series_uid", "sop_uid_hash", "sop_uid", "profile_version", "deid_sha256"]
@@ -167,3 +172,44 @@ class Preview:
     error: str = ""
     passed: bool = False
     changes: list[str] = field(default_factory=list)  # unsaved settings against the current version
+
+
+# -- held outputs, for QC review ---------------------------------------------------------------------------
+
+def held_list_for_study(*, user, study: ImagingStudy) -> list[DeidRecord]:
+    """Held and reviewed outputs of a study, the latest record per instance, for the trial's QC reviewers."""
+    if not has_perm(user=user, perm=Perm.QC_REVIEW, trial_id=study.trial_id):
+        return []
+    records = (DeidRecord.objects.filter(instance__study=study).exclude(held_key="")
+               .select_related("instance__series", "profile", "reviewed_by")
+               .order_by("instance__series__series_number", "instance_id", "-profile__version"))
+    latest = {}
+    for record in records:
+        latest.setdefault(record.instance_id, record)
+    return [r for r in latest.values() if r.outcome == DeidRecord.Outcome.HELD or r.reviewed_at is not None]
+
+
+def held_studies_for_user(*, user) -> list[dict]:
+    """Studies of the user's QC trials with outputs still held for review: [{"study", "held"}], oldest first."""
+    latest = (DeidRecord.objects.filter(instance__study__trial_id__in=trial_ids_with(user=user, perm=Perm.QC_REVIEW),
+                                        instance__status=IS.FAILED, instance__study__status__in=DEID_STUDY_STATUSES)
+              .select_related("instance__study__trial", "instance__study__site", "instance__study__subject",
+                              "profile")
+              .order_by("instance_id", "-profile__version").distinct("instance_id"))
+    studies: dict[int, dict] = {}
+    for record in latest:
+        if record.outcome == DeidRecord.Outcome.HELD and record.held_key:
+            entry = studies.setdefault(record.instance.study_id, {"study": record.instance.study, "held": 0,
+                                                                  "since": record.created_at})
+            entry["held"] += 1
+            entry["since"] = min(entry["since"], record.created_at)
+    return sorted(studies.values(), key=lambda entry: (entry["since"], entry["study"].pk))
+
+
+def held_get_for_review(*, user, record_id: int) -> DeidRecord:
+    """A record with a held output, for the trial's QC reviewers; 404 for missing and forbidden alike."""
+    return get_object_or_404(
+        DeidRecord.objects.select_related("instance__study__trial", "instance__study__site",
+                                          "instance__study__subject", "instance__series", "profile", "reviewed_by")
+        .exclude(held_key=""),
+        pk=record_id, instance__study__trial_id__in=trial_ids_with(user=user, perm=Perm.QC_REVIEW))

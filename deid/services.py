@@ -27,7 +27,6 @@ import pydicom
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import connection, transaction
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -36,19 +35,17 @@ from deid.engine import OPTIONS, Profile
 from intake.models import ImagingStudy, Instance
 from intake.services import instance_transition, study_transition
 from trials.models import Trial
-from trials.permissions import Perm, ensure, has_perm, require, trial_ids_with
+from trials.permissions import Perm, ensure, has_perm, require
 
 from . import pipeline, signals
 from .exceptions import ArchiveConflict, ProfileInvalid
 from .keys import subject_keys
 from .models import DeidProfile, DeidRecord
-from .selectors import Preview, preview_rows
+from .selectors import DEID_STUDY_STATUSES, Preview, preview_rows
 
 log = logging.getLogger(__name__)
 
 S, IS = ImagingStudy.Status, Instance.Status
-# studies whose instances are de-identified: not waiting in the inbox, not rejected or closed
-DEID_STUDY_STATUSES = (S.RECEIVED, S.DEIDENTIFYING, S.DEIDENTIFIED, S.QC_PENDING)
 # a study in these moves back to DEIDENTIFYING when another of its instances is claimed
 _REOPEN = (S.RECEIVED, S.DEIDENTIFIED, S.QC_PENDING)
 _PROFILE_LOCK = 0x6465_6964_0100_0000  # + trial id: numbering a trial's profile versions
@@ -388,45 +385,6 @@ class HeldReviewConflict(ConflictError):
 
 
 REVIEW_REASON_MAX = 2000
-
-
-def held_list_for_study(*, user, study: ImagingStudy) -> list[DeidRecord]:
-    """Held and reviewed outputs of a study, the latest record per instance, for the trial's QC reviewers."""
-    if not has_perm(user=user, perm=Perm.QC_REVIEW, trial_id=study.trial_id):
-        return []
-    records = (DeidRecord.objects.filter(instance__study=study).exclude(held_key="")
-               .select_related("instance__series", "profile", "reviewed_by")
-               .order_by("instance__series__series_number", "instance_id", "-profile__version"))
-    latest = {}
-    for record in records:
-        latest.setdefault(record.instance_id, record)
-    return [r for r in latest.values() if r.outcome == DeidRecord.Outcome.HELD or r.reviewed_at is not None]
-
-
-def held_studies_for_user(*, user) -> list[dict]:
-    """Studies of the user's QC trials with outputs still held for review: [{"study", "held"}], oldest first."""
-    latest = (DeidRecord.objects.filter(instance__study__trial_id__in=trial_ids_with(user=user, perm=Perm.QC_REVIEW),
-                                        instance__status=IS.FAILED, instance__study__status__in=DEID_STUDY_STATUSES)
-              .select_related("instance__study__trial", "instance__study__site", "instance__study__subject",
-                              "profile")
-              .order_by("instance_id", "-profile__version").distinct("instance_id"))
-    studies: dict[int, dict] = {}
-    for record in latest:
-        if record.outcome == DeidRecord.Outcome.HELD and record.held_key:
-            entry = studies.setdefault(record.instance.study_id, {"study": record.instance.study, "held": 0,
-                                                                  "since": record.created_at})
-            entry["held"] += 1
-            entry["since"] = min(entry["since"], record.created_at)
-    return sorted(studies.values(), key=lambda entry: (entry["since"], entry["study"].pk))
-
-
-def held_get_for_review(*, user, record_id: int) -> DeidRecord:
-    """A record with a held output, for the trial's QC reviewers; 404 for missing and forbidden alike."""
-    return get_object_or_404(
-        DeidRecord.objects.select_related("instance__study__trial", "instance__study__site",
-                                          "instance__study__subject", "instance__series", "profile", "reviewed_by")
-        .exclude(held_key=""),
-        pk=record_id, instance__study__trial_id__in=trial_ids_with(user=user, perm=Perm.QC_REVIEW))
 
 
 def held_output_read(*, record: DeidRecord) -> bytes:

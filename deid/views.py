@@ -69,6 +69,11 @@ def _changes(current: DeidProfile, settings: dict) -> list[str]:
     if current.purge_raw_after_days != settings["purge_raw_after_days"]:
         days = settings["purge_raw_after_days"]
         changes.append("keeps raw files" if days is None else f"purges raw files after {days} day(s)")
+    if current.ocr_text_review != settings["ocr_text_review"]:
+        changes.append("holds files with burned-in text for QC review" if settings["ocr_text_review"]
+                       else "no longer reads burned-in text with OCR")
+    if settings["ocr_min_confidence"] not in (None, current.ocr_min_confidence):
+        changes.append(f"counts OCR words from confidence {settings['ocr_min_confidence']}")
     return changes
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from config.errors import DomainError
+from deid import selectors as deid_selectors
 from deid import services as deid_services
 from intake.models import ImagingStudy
 
@@ -37,7 +38,7 @@ def queue(request):
     studies = selectors.qc_queue_list_for_user(user=request.user, site_id=site_id, procedure=procedure,
                                                failed_only=failed_only)
     context = {"studies": studies, "site_id": site_id, "procedure": procedure, "failed_only": failed_only,
-               "held_studies": [] if request.htmx else deid_services.held_studies_for_user(user=request.user),
+               "held_studies": [] if request.htmx else deid_selectors.held_studies_for_user(user=request.user),
                **selectors.qc_queue_filters_for_user(user=request.user)}
     template = "qc/queue.html#queue-table" if request.htmx else "qc/queue.html"
     return render(request, template, context)
@@ -64,7 +65,7 @@ def _study_page(request, study: ImagingStudy, *, reject_errors: list[str] | None
         "decision": selectors.decision_for(study=study),
         "can_decide": study.status == ImagingStudy.Status.QC_PENDING,
         "reject_errors": reject_errors or [], "accept_errors": accept_errors or [], "reason": reason,
-        "held": deid_services.held_list_for_study(user=request.user, study=study),
+        "held": deid_selectors.held_list_for_study(user=request.user, study=study),
         **_study_queries(request, study, errors=query_errors, form=query_form),
     }
     template = "qc/study.html#decision" if request.htmx else "qc/study.html"
@@ -314,12 +315,12 @@ def _held_page(request, record, *, errors: list[str] | None = None, reason: str 
 
 @login_required
 def held_detail(request, record_id: int):
-    return _held_page(request, deid_services.held_get_for_review(user=request.user, record_id=record_id))
+    return _held_page(request, deid_selectors.held_get_for_review(user=request.user, record_id=record_id))
 
 
 @login_required
 def held_frame(request, record_id: int, frame: int):
-    record = deid_services.held_get_for_review(user=request.user, record_id=record_id)
+    record = deid_selectors.held_get_for_review(user=request.user, record_id=record_id)
     try:
         png = held_frame_png(frame=frame, data=deid_services.held_output_read(record=record))
     except (IndexError, ValueError, DomainError) as exc:
@@ -330,7 +331,7 @@ def held_frame(request, record_id: int, frame: int):
 
 
 def _held_act(request, record_id: int, act, done: str):
-    record = deid_services.held_get_for_review(user=request.user, record_id=record_id)
+    record = deid_selectors.held_get_for_review(user=request.user, record_id=record_id)
     reason = request.POST.get("reason", "")
     try:
         act(record, reason)

@@ -45,3 +45,17 @@ def test_others_get_404_on_profiles(client, request, trial, who):
     assert client.get(url).status_code == 404
     assert client.post(url, {"options": []}, content_type="application/json").status_code == 404
     assert not DeidProfile.objects.exists()
+
+
+def test_the_api_sets_and_shows_burned_in_text_review(client, trial, trial_manager):
+    client.force_login(trial_manager)
+    url = f"/api/deid/trials/{trial.pk}/profiles/"
+
+    created = client.post(url, {"ocr_text_review": False, "note": "regions only"}, content_type="application/json")
+    kept = client.post(url, {"note": "same OCR settings"}, content_type="application/json")
+    bad = client.post(url, {"ocr_min_confidence": -1}, content_type="application/json")
+
+    assert created.status_code == kept.status_code == 201
+    assert (created.json()["ocr_text_review"], created.json()["ocr_min_confidence"]) == (False, 70)
+    assert kept.json()["ocr_text_review"] is False  # left out: as the current version
+    assert bad.status_code == 400 and "ocr_min_confidence" in bad.json()

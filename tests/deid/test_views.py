@@ -225,3 +225,24 @@ def test_preview_rows_walk_into_sequences():
         (0, "ReferencedImageSequence", "changed inside"), (1, "ReferencedSOPClassUID", "kept"),
         (1, "ReferencedSOPInstanceUID", "UID mapped"), (0, "PatientName", "replaced")]
     assert {r.original for r in rows} == {"hidden"}
+
+
+def test_the_form_sets_burned_in_text_review_and_the_page_says_what_is_in_force(client, trial, trial_manager):
+    profile_current(trial=trial)
+    client.force_login(trial_manager)
+    assert "read with OCR after pixel cleaning" in client.get(url(trial)).content.decode()  # on by default
+
+    bad = client.post(url(trial, "versions/"), {"ocr_text_review": "on", "ocr_min_confidence": "101", "note": "x"},
+                      HTTP_HX_REQUEST="true")
+    off = client.post(url(trial, "versions/"), {"ocr_min_confidence": "", "note": "plain anatomy misread"})
+    stricter = client.post(url(trial, "versions/"), {"ocr_text_review": "on", "ocr_min_confidence": "55",
+                                                     "note": "hold fainter text"})
+
+    assert off.status_code == stricter.status_code == 302
+    v2, v3 = DeidProfile.objects.get(trial=trial, version=2), DeidProfile.objects.get(trial=trial, version=3)
+    assert (v2.ocr_text_review, v2.ocr_min_confidence) == (False, 70)  # empty confidence: carried over
+    assert (v3.ocr_text_review, v3.ocr_min_confidence) == (True, 55)
+    assert "less than or equal to 100" in bad.content.decode() and DeidProfile.objects.count() == 3
+    page = client.get(url(trial)).content.decode()
+    assert "Version 3 saved: it holds files with burned-in text for QC review; counts OCR words from confidence 55" in page
+    assert "word confidence 55 or more" in page
