@@ -1,0 +1,54 @@
+"""Reader oversight pages: agreement and performance of a trial's central review, and the SDTM download.
+
+For trial managers and auditors (``reads.metrics.oversight_allowed``); anyone else gets 404, as everywhere.
+"""
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+
+from trials.models import Trial
+from trials.permissions import Perm, trial_ids_with
+
+from .metrics import agreement_report_for_user, oversight_trial_get_for_user
+from .sdtm import FILES, sdtm_export, sdtm_zip
+
+
+@login_required
+def oversight_index(request):
+    """The trials whose reader oversight the user may see (the same rule as ``metrics.oversight_allowed``)."""
+    ids = trial_ids_with(user=request.user, perm=Perm.MANAGE_TRIAL) | trial_ids_with(user=request.user,
+                                                                                     perm=Perm.VIEW_AUDIT)
+    trials = list(Trial.objects.filter(pk__in=ids).order_by("protocol_number"))
+    if not trials:
+        raise Http404("No such page")
+    return render(request, "reads/agreement.html", {"trials": trials, "report": None})
+
+
+@login_required
+def agreement(request, trial_id: int):
+    trial, report = agreement_report_for_user(user=request.user, trial_id=trial_id)
+    period = request.GET.get("period", "").strip()
+    block = report["overall"]
+    if period:
+        block = next((m for m in report["months"] if m["month"] == period), None)
+        if block is None:
+            months = ", ".join(m["month"] for m in report["months"]) or "none yet"
+            return HttpResponse(f"No reads were signed in {period!r} (months with reads: {months}).",
+                                status=400, content_type="text/plain")
+    template = "reads/agreement.html#agreement-tables" if request.htmx else "reads/agreement.html"
+    return render(request, template, {"trial": trial, "report": report, "stats": block, "period": period,
+                                      "files": FILES})
+
+
+@login_required
+@require_POST
+def sdtm_download(request, trial_id: int):
+    """The six SDTM files (TU, TR, RS as CSV and XPT) in one zip; the export is an audit event."""
+    trial = oversight_trial_get_for_user(user=request.user, trial_id=trial_id)
+    files = sdtm_export(actor=request.user, trial=trial)
+    response = HttpResponse(sdtm_zip(files), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{trial.protocol_number}-sdtm.zip"'
+    response["Cache-Control"] = "private, no-store"
+    return response
