@@ -6,8 +6,10 @@ class IntakeConfig(AppConfig):
     verbose_name = "Intake"
 
     def ready(self) -> None:
-        from trials import navigation
+        from trials import dashboard, navigation
         from trials.permissions import Perm
+
+        from . import dashboard as panels
 
         navigation.register(navigation.NavItem("Upload", "upload", perm=Perm.SUBMIT_IMAGES, order=12))
         navigation.register(navigation.NavItem("Received", "intake-submissions", order=13,
@@ -19,3 +21,10 @@ class IntakeConfig(AppConfig):
         # managers register senders; coordinators see their site's, read-only, to configure their PACS
         navigation.register(navigation.NavItem("DICOM senders", "intake-peers",
                                                perm=(Perm.MANAGE_TRIAL, Perm.SUBMIT_IMAGES), order=18))
+        dashboard.register(dashboard.Panel(
+            key="received-heatmap", title="Received vs. expected by site and timepoint",
+            page=dashboard.Page.RECEIVED, compute=panels.received_heatmap_panel,
+            drilldown=panels.received_drilldown, order=10))
+        dashboard.register(dashboard.Panel(
+            key="received-timepoints", title="Expected scans by timepoint", page=dashboard.Page.RECEIVED,
+            compute=panels.received_by_timepoint_panel, order=20))

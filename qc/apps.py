@@ -9,9 +9,10 @@ class QcConfig(AppConfig):
         from config import sweeper
         from deid.signals import instance_held
         from intake.signals import study_status_changed
-        from trials import navigation
+        from trials import dashboard, navigation
         from trials.permissions import Perm
 
+        from . import dashboard as panels
         from . import receivers
 
         study_status_changed.connect(receivers.on_study_status_changed, dispatch_uid="qc.on_study_status_changed")
@@ -22,3 +23,13 @@ class QcConfig(AppConfig):
                                                order=23))
         navigation.register(navigation.NavItem("QC metrics", "qc-metrics",
                                                perm=(Perm.QC_REVIEW, Perm.VIEW_DASHBOARDS), order=24))
+        for order, (key, title, compute) in enumerate([
+                ("qc-first-pass-trend", "First-pass acceptance over time", panels.first_pass_trend_panel),
+                ("qc-first-pass-sites", "First-pass acceptance by site", panels.first_pass_by_site_panel),
+                ("qc-failing-checks", "Failing checks by type", panels.failing_checks_panel),
+                ("qc-open-queries", "Open queries by age", panels.open_queries_panel),
+                ("qc-resolution", "Median query resolution time by site", panels.resolution_time_panel)]):
+            dashboard.register(dashboard.Panel(key=key, title=title, page=dashboard.Page.QC, compute=compute,
+                                               order=10 * (order + 1)))
+        dashboard.register(dashboard.Panel(key="site-ranking", title="Sites needing attention",
+                                           page=dashboard.Page.SITES, compute=panels.site_ranking_panel, order=10))

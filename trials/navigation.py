@@ -40,3 +40,7 @@ def nav_for(user) -> list[dict]:
             continue
         entries.append({"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name})
     return entries
+
+
+# the dashboards' frame lives here (trials.dashboard); the panels come from the apps that own the data
+register(NavItem("Dashboards", "dashboards", perm=Perm.VIEW_DASHBOARDS, order=30))

@@ -22,6 +22,12 @@ urlpatterns = [
     path("qualifications/<int:qualification_id>/", views.qualification_review, name="qualification-review"),
     path("qualifications/<int:qualification_id>/submit/", views.qualification_submit, name="qualification-submit"),
     path("notices/<int:notice_id>/acknowledge/", views.notice_acknowledge, name="notice-acknowledge"),
+    path("dashboards/", views.dashboard_index, name="dashboards"),
+    path("trials/<int:trial_id>/dashboards/<slug:page>/", views.dashboard_page, name="dashboard"),
+    path("trials/<int:trial_id>/dashboards/panels/<slug:key>.<str:fmt>", views.dashboard_panel_data,
+         name="dashboard-panel-data"),
+    path("trials/<int:trial_id>/dashboards/panels/<slug:key>/subjects/", views.dashboard_drilldown,
+         name="dashboard-drilldown"),
 ]
 
 api_urlpatterns = [

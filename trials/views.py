@@ -6,18 +6,22 @@ partial back, rendered from the same template.
 """
 
 import json
+from html import escape as html_escape
+from urllib.parse import quote_plus, urlencode
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from config.errors import DomainError
 
-from . import forms, selectors, services
+from . import dashboard, forms, selectors, services
 from .models import ProtocolVersion, Role, SiteQualification
 from .permissions import Perm, has_perm
 
@@ -313,3 +317,155 @@ def membership_revoke(request, trial_id: int, membership_id: int):
     else:
         messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors) or "not revoked")
     return redirect("team", trial.pk)
+
+
+# -- dashboards (trials.dashboard: the frame; the panels come from the apps that own the data) ---------------
+
+def _dashboard_trial(request, trial_id: int):
+    """The trial, if the user may see its dashboards; 404 otherwise (coordinators, readers, outsiders)."""
+    trial = selectors.trial_get_for_user(user=request.user, trial_id=trial_id)
+    if not dashboard.may_view(user=request.user, trial=trial):
+        raise Http404("No such page")
+    return trial
+
+
+def _dashboard_filters(request, trial):
+    """(filters, errors): the request's filters, or the unfiltered default and the reasons they were refused."""
+    try:
+        return dashboard.filters_parse(params=request.GET, trial=trial), {}
+    except ValidationError as exc:
+        return dashboard.Filters(), {field: " ".join(msgs) for field, msgs in exc.message_dict.items()}
+
+
+def _panel_context(*, trial, panel, data, filters, drill: bool) -> dict:
+    query = urlencode(filters.query(), doseq=True)
+    drill_url = reverse("dashboard-drilldown", args=[trial.pk, panel.key])
+    hrefs: dict[tuple, str] = {}  # a heat map's cell and its table row link to the same place
+
+    def drill_href(params: dict | None) -> str | None:
+        if not (drill and params):
+            return None
+        key = tuple(params.items())
+        if key not in hrefs:
+            cell = "&".join(f"{name}={quote_plus(str(value))}" for name, value in params.items())
+            hrefs[key] = f"{drill_url}?{cell}&{query}" if query else f"{drill_url}?{cell}"
+        return hrefs[key]
+
+    chart = dict(data.chart)
+    if "cells" in chart:
+        chart["cells"] = [{**{k: v for k, v in cell.items() if k != "drill"}, "href": drill_href(cell.get("drill"))}
+                          for cell in chart["cells"]]
+    suffix = f"?{query}" if query else ""
+    rows = [{"cells": [row.get(key) for key, _ in data.columns], "href": drill_href(row.get("drill"))}
+            for row in data.rows]
+    has_drill = any(row["href"] for row in rows)
+    return {
+        "key": panel.key, "title": panel.title, "note": data.note, "chart": chart, "columns": data.columns,
+        "chart_id": f"chart-{panel.key}", "rows": rows, "has_drill": has_drill,
+        "body": _table_body(rows, has_drill=has_drill),
+        "csv_url": reverse("dashboard-panel-data", args=[trial.pk, panel.key, "csv"]) + suffix,
+        "json_url": reverse("dashboard-panel-data", args=[trial.pk, panel.key, "json"]) + suffix,
+    }
+
+
+def _table_body(rows: list[dict], *, has_drill: bool) -> str:
+    """The table's rows as HTML, escaped here: a heat map's table has a row per site and timepoint, and
+    the template language would spend most of the page's time on its cells."""
+    html = []
+    for row in rows:
+        cells = "".join(f"<td>{'—' if v is None else html_escape(str(v))}</td>" for v in row["cells"])
+        if has_drill:
+            cells += f'<td><a href="{html_escape(row["href"])}">subjects</a></td>' if row["href"] else "<td></td>"
+        html.append(f"<tr>{cells}</tr>")
+    return mark_safe("".join(html))  # noqa: S308  (every value above is escaped)
+
+
+def _site_options(sites, filters) -> str:
+    """The site filter's <option>s (a trial may have hundreds of sites), escaped here."""
+    return mark_safe("".join(  # noqa: S308  (every value is escaped)
+        f'<option value="{pk}"{" selected" if pk in filters.site_ids else ""}>'
+        f"{html_escape(number)} {html_escape(name)}</option>"
+        for pk, number, name in sites.order_by("number").values_list("pk", "number", "name")))
+
+
+@login_required
+def dashboard_index(request):
+    trials = dashboard.dashboard_trial_list_for_user(user=request.user)
+    if not trials:
+        raise Http404("No such page")
+    if len(trials) == 1:
+        return redirect("dashboard", trials[0].pk, dashboard.Page.RECEIVED.value)
+    return render(request, "trials/dashboard_index.html", {"trials": trials, "pages": list(dashboard.Page)})
+
+
+@login_required
+def dashboard_page(request, trial_id: int, page: str):
+    trial = _dashboard_trial(request, trial_id)
+    if page not in {p.value for p in dashboard.Page}:
+        raise Http404("No such dashboard")
+    page = dashboard.Page(page)
+    filters, errors = _dashboard_filters(request, trial)
+    drill = dashboard.may_drill_down(user=request.user, trial=trial)
+    panels = [] if errors else [
+        _panel_context(trial=trial, panel=panel, filters=filters, drill=drill,
+                       data=panel.compute(trial=trial, filters=filters))
+        for panel in dashboard.panels_for(page) if dashboard.may_view(user=request.user, trial=trial, panel=panel)]
+    return render(request, "trials/dashboard.html", {
+        "trial": trial, "page": page, "pages": list(dashboard.Page), "panels": panels, "errors": errors,
+        "filters": filters, "raw": request.GET,
+        "site_options": _site_options(selectors.site_list_for_user(user=request.user, trial=trial), filters),
+        "trials": dashboard.dashboard_trial_list_for_user(user=request.user),
+    }, status=400 if errors else 200)
+
+
+@login_required
+def dashboard_panel_data(request, trial_id: int, key: str, fmt: str):
+    """One panel's table as CSV or JSON, for the same filters as the page it sits on."""
+    trial = _dashboard_trial(request, trial_id)
+    panel = dashboard.panel_get(key)
+    if panel is None or fmt not in ("csv", "json") or not dashboard.may_view(user=request.user, trial=trial,
+                                                                             panel=panel):
+        raise Http404("No such panel")
+    filters, errors = _dashboard_filters(request, trial)
+    if errors:
+        return HttpResponseBadRequest("; ".join(f"{field}: {msg}" for field, msg in errors.items()),
+                                      content_type="text/plain; charset=utf-8")
+    data = panel.compute(trial=trial, filters=filters)
+    name = f"{trial.protocol_number}-{panel.key}-{filters.today.isoformat()}"
+    if fmt == "csv":
+        response = HttpResponse(dashboard.panel_csv(data), content_type="text/csv; charset=utf-8")
+    else:
+        response = HttpResponse(dashboard.panel_json(panel=panel, trial=trial, filters=filters, data=data),
+                                content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    return response
+
+
+@login_required
+def dashboard_drilldown(request, trial_id: int, key: str):
+    """The subjects behind one cell of a panel (codes only), for roles that may see every site's subjects."""
+    trial = _dashboard_trial(request, trial_id)
+    panel = dashboard.panel_get(key)
+    if (panel is None or panel.drilldown is None or not dashboard.may_view(user=request.user, trial=trial, panel=panel)
+            or not dashboard.may_drill_down(user=request.user, trial=trial)):
+        raise Http404("No such drill-down")
+    filters, errors = _dashboard_filters(request, trial)
+    data = None
+    if not errors:
+        try:
+            data = panel.drilldown(trial=trial, filters=filters, user=request.user, params=request.GET)
+        except ValueError as exc:
+            errors = {"cell": str(exc)}
+    if data is not None and request.GET.get("format") == "csv":
+        response = HttpResponse(dashboard.panel_csv(data), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{trial.protocol_number}-{panel.key}-subjects.csv"'
+        return response
+    context = {"trial": trial, "panel": panel, "errors": errors, "page": panel.page,
+               "back": reverse("dashboard", args=[trial.pk, panel.page.value])
+               + (f"?{urlencode(filters.query(), doseq=True)}" if not errors else "")}
+    if data is not None:
+        context["data"] = _panel_context(trial=trial, panel=panel, data=data, filters=filters, drill=False)
+        params = request.GET.copy()
+        params["format"] = "csv"
+        context["csv_url"] = f"{request.path}?{params.urlencode()}"
+    return render(request, "trials/dashboard_drilldown.html", context, status=400 if errors else 200)
