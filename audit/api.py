@@ -27,6 +27,7 @@ class EventOutput(serializers.Serializer):
     target_id = serializers.CharField(source="event.target_id")
     target_label = serializers.CharField(source="event.target_label")
     target_url = serializers.CharField(source="url")
+    history_url = serializers.CharField()
     trial_id = serializers.IntegerField(source="event.trial_id", allow_null=True)
     site_id = serializers.IntegerField(source="event.site_id", allow_null=True)
     subject_id = serializers.IntegerField(source="event.subject_id", allow_null=True)

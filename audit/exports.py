@@ -9,20 +9,27 @@ own event is not among them.
 
 import csv
 import datetime as dt
+import hashlib
+import io
 import json
 import logging
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
+from django.core.files import File
+from django.core.files.storage import storages
 from django.db import connection
 from django.db.models import QuerySet
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from . import services
 from .chain import CONTENT_FIELDS, chain_head, link_hash
-from .models import AuditEvent
-from .selectors import action_words
+from .models import AuditEvent, PdfExport
+from .selectors import action_words, subject_get_for_auditor, timeline_events
 from .services import export_record
 
 CSV_COLUMNS = ["seq", "id", "occurred_at_utc", "occurred_at_local", "actor_label", "actor_role", "action",
@@ -30,8 +37,19 @@ CSV_COLUMNS = ["seq", "id", "occurred_at_utc", "occurred_at_local", "actor_label
                "details", "reason", "ip_address", "hash"]
 # an export is read whole (verified before its first byte); beyond this, narrow the selection
 EXPORT_MAX_EVENTS = 200_000
-# WeasyPrint needs about 10 ms of CPU per event here: beyond this, filter by family or use CSV/JSON
+# WeasyPrint needs about 8-10 ms of CPU per event here: beyond this, the PDF is made by a Celery task
 PDF_MAX_EVENTS = 500
+PDF_BACKGROUND_MAX_EVENTS = EXPORT_MAX_EVENTS
+# the background PDF is laid out this many pages at a time (flat memory), the parts joined with pypdf
+PDF_CHUNK_PAGES = 40
+# paginated here, not by WeasyPrint, so that every part knows its page numbers and the total: events are
+# packed by an estimate of their height in 10 pt lines, on the safe side (8 pt DejaVu Sans sets about 175
+# characters to a line of A4 landscape; counted as 130); a page holds 51 such lines, filled to PAGE_LINES
+PAGE_LINES = 48
+CHARS_PER_LINE = 130
+EVENT_GAP_LINES = 0.8  # padding and rule between events
+DETAIL_CHARS = 600
+PDF_STORAGE = "default"
 ZERO = dt.timedelta(0)
 
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
@@ -210,3 +228,111 @@ def pdf_response(*, rows: list[dict], meta: ExportMeta, filename: str, context: 
                             content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{filename}.pdf"'
     return response
+
+
+# -- large PDFs: paginated here, laid out a chunk of pages at a time, written to storage by a task ----------
+
+def _lines(text: str) -> int:
+    return max(1, -(-len(text) // CHARS_PER_LINE))
+
+
+def _event_lines(row: dict) -> int:
+    """An over-estimate of the 10 pt lines one event takes (timeline_pdf_pages.html's three parts)."""
+    head = 90 + len(str(row.get("seq") or "")) + len(str(row["id"]))
+    what = (len(row["action_words"]) + len(row["action"]) + len(row["actor_label"] or "system")
+            + len(row["actor_role"] or "") + len(row["target_label"] or "") + len(row["target_type"] or "")
+            + len(row["target_id"] or "") + 20)
+    rest = min(len(row["reason"] or ""), DETAIL_CHARS + 1) + min(len(row["details"] or ""), DETAIL_CHARS + 1) + 12
+    return _lines("x" * head) + _lines("x" * what) + _lines("x" * rest)
+
+
+def paginate(rows: list[dict], *, page_lines: float = PAGE_LINES) -> list[list[dict]]:
+    """Events grouped into pages of the PDF, in order; each page's estimated height fits ``page_lines``."""
+    pages, page, used = [], [], 0.0
+    for row in rows:
+        cost = _event_lines(row) + EVENT_GAP_LINES
+        if page and used + cost > page_lines:
+            pages.append(page)
+            page, used = [], 0.0
+        page.append(row)
+        used += cost
+    if page:
+        pages.append(page)
+    return pages
+
+
+def pdf_write_paginated(*, rows: list[dict], meta: ExportMeta, out: BinaryIO, context: dict | None = None) -> int:
+    """Write the PDF of any number of events to ``out``: a cover page (title, chain head, verification),
+    then the events, every page headed and numbered "page N of M". Returns M.
+
+    Memory stays flat: WeasyPrint lays out PDF_CHUNK_PAGES pages at a time and each part is appended to
+    the file with pypdf; the page counter of each part starts where the previous one stopped.
+    """
+    from pypdf import PdfWriter
+    from weasyprint import HTML
+
+    pages = paginate(rows)
+    total = 1 + len(pages)
+    writer = PdfWriter()
+    for start in range(0, max(len(pages), 1), PDF_CHUNK_PAGES):
+        chunk = pages[start:start + PDF_CHUNK_PAGES]
+        html = render_to_string("audit/timeline_pdf_pages.html", {
+            "meta": meta, "pages": chunk, "cover": start == 0, "first_page": 1 if start == 0 else start + 2,
+            "total_pages": total, "detail_chars": DETAIL_CHARS, **(context or {})})
+        writer.append(io.BytesIO(HTML(string=html).write_pdf()))
+    writer.add_metadata({"/Title": meta.title, "/Author": f"Corelab audit export {meta.export_event_id}"})
+    writer.write(out)
+    return total
+
+
+def pdf_export_build(*, export_id: int) -> PdfExport | None:
+    """Make one queued timeline PDF and store it; idempotent (a finished export is left as it is).
+
+    The rows are the subject's events up to the export's ``as_of`` (when it was asked for), so a
+    redelivered task makes the same file; the export's audit event is recorded once, on the first run.
+    """
+    export = services.pdf_export_start(export_id=export_id)
+    if export is None:
+        return None
+    try:
+        subject = subject_get_for_auditor(user=export.requested_by, subject_id=export.subject_id)
+    except Http404:
+        return services.pdf_export_fail(export_id=export.pk,
+                                        error="You may no longer read this subject's audit trail.")
+    events = timeline_events(subject=subject, family=export.family).filter(occurred_at__lte=export.as_of)
+    try:
+        taken = snapshot(events, tz=subject.tz, limit=PDF_BACKGROUND_MAX_EVENTS)
+    except ExportTooLarge:
+        return services.pdf_export_fail(
+            export_id=export.pk, error=f"More than {PDF_BACKGROUND_MAX_EVENTS} events: filter the timeline by "
+                                       "a family of actions, or export it as CSV or JSON.")
+    scope = {"subject_id": subject.id, "subject_code": subject.code, "trial": subject.trial_label,
+             "site": subject.site_label, "site_time_zone": subject.time_zone, "family": export.family,
+             "pdf_export_id": export.pk}
+    if export.audit_event_id is None:
+        head_seq, head_hash = chain_head()
+        event = services.pdf_export_event_record(export=export, rows=len(taken.rows), chain_head_seq=head_seq,
+                                                 chain_head_hash=head_hash, verification=taken.verification(),
+                                                 scope=scope)
+    else:
+        event = export.audit_event
+    meta = ExportMeta(title=f"Patient timeline {subject.code} ({subject.trial_label}, {subject.site_label})",
+                      scope=scope, as_of=export.as_of, rows=len(taken.rows),
+                      chain_head_seq=event.details["chain_head_seq"], chain_head_hash=event.details["chain_head_hash"],
+                      verification=event.details["verification"], export_event_id=event.pk,
+                      exported_by=export.requested_by.get_username())
+    storage = storages[PDF_STORAGE]
+    name = f"timeline-{subject.trial_label}-{subject.code}-{export.as_of:%Y%m%dT%H%M%SZ}".replace(" ", "_")
+    key = f"audit-exports/{export.pk}/{name}.pdf"
+    with tempfile.TemporaryFile() as out:
+        pages = pdf_write_paginated(rows=taken.rows, meta=meta, out=out, context={"subject": subject})
+        size, digest = out.tell(), hashlib.sha256()
+        out.seek(0)
+        for block in iter(lambda: out.read(1 << 20), b""):
+            digest.update(block)
+        out.seek(0)
+        if storage.exists(key):  # a run that died after storing: same rows, same name
+            storage.delete(key)
+        stored = storage.save(key, File(out, name=key))
+    return services.pdf_export_finish(export_id=export.pk, storage_key=stored, size=size,
+                                      sha256=digest.hexdigest(), pages=pages)

@@ -85,3 +85,46 @@ class ElectronicSignature(models.Model):
 
     def __str__(self) -> str:
         return f"{self.printed_name}: {self.meaning} ({self.record_type} {self.record_id})"
+
+
+class PdfExport(models.Model):
+    """A patient-timeline PDF too large to make within a request: made by a Celery task (``audit.pdf_export``)
+    and kept in storage for its requester. The export's audit event (chain head, verification) is recorded
+    once, when the rows are read; a redelivered task reuses it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Being prepared"
+        RUNNING = "running", "Being prepared"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    # the file holds the subject's events up to this moment, whenever the task runs
+    as_of = models.DateTimeField()
+    trial_id = models.BigIntegerField()
+    site_id = models.BigIntegerField(null=True, blank=True)
+    subject_id = models.BigIntegerField()
+    subject_code = models.CharField(max_length=64)
+    family = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    storage_key = models.CharField(max_length=255, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    audit_event = models.OneToOneField(AuditEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["status", "requested_at"], name="audit_pdfexport_status")]
+
+    def __str__(self) -> str:
+        return f"PDF export {self.pk} of {self.subject_code} ({self.get_status_display()})"
+
+    @property
+    def pending(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)

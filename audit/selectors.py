@@ -23,7 +23,8 @@ from django.urls import NoReverseMatch, reverse
 
 from trials.permissions import Perm, has_perm, trial_ids_with
 
-from .models import AuditEvent
+from .history import history_url
+from .models import AuditEvent, PdfExport
 
 # -- the subject, as trials knows it ------------------------------------------------------------------------
 
@@ -107,6 +108,7 @@ ACTION_WORDS = {
     "audit.chain_verified": "Audit chain verified",
     "audit.signature_signed": "Electronically signed",
     "audit.signature_failed": "Signature refused (re-authentication failed)",
+    "audit.export_downloaded": "Export downloaded",
     "auth.login": "Signed in",
     "auth.logout": "Signed out",
     "auth.login_failed": "Sign-in failed",
@@ -205,6 +207,7 @@ class TimelineEntry:
     words: str
     url: str
     details: list[tuple[str, str]]
+    history_url: str = ""  # the target's field history, when it is a regulated row (audit.history)
 
 
 def _detail_items(details) -> list[tuple[str, str]]:
@@ -217,7 +220,8 @@ def _detail_items(details) -> list[tuple[str, str]]:
 def timeline_entries(events: list[AuditEvent], *, tz: dt.tzinfo) -> list[TimelineEntry]:
     """Events as the timeline and search pages show them: UTC and local time, words, link, details."""
     return [TimelineEntry(event=e, utc=e.occurred_at.astimezone(dt.UTC), local=e.occurred_at.astimezone(tz),
-                          words=action_words(e.action), url=target_url(e), details=_detail_items(e.details))
+                          words=action_words(e.action), url=target_url(e), details=_detail_items(e.details),
+                          history_url=history_url(target_type=e.target_type, target_id=e.target_id))
             for e in events]
 
 
@@ -293,9 +297,36 @@ def may_view_audit(*, user, trial_id: int) -> bool:
     return has_perm(user=user, perm=Perm.VIEW_AUDIT, trial_id=trial_id)
 
 
+# rows whose history reveals more than the audit trail does (a treatment arm) also need this permission
+HISTORY_EXTRA_PERMS = {"trials.subjectarm": Perm.VIEW_ARM}
+
+
+def may_view_history(*, user, trial_id: int, label: str) -> bool:
+    """Whether the user may read the field history of a row ("app_label.model") of this trial."""
+    extra = HISTORY_EXTRA_PERMS.get(label)
+    return may_view_audit(user=user, trial_id=trial_id) and (
+        extra is None or has_perm(user=user, perm=extra, trial_id=trial_id))
+
+
 def audit_trial_choices_for_user(*, user) -> list[tuple[int, str]]:
     """(id, label) of the trials whose audit trail the user may read, for the search form."""
     trial_model = apps.get_model("trials", "Trial")
     ids = audit_trial_ids_for_user(user=user)
     return [(pk, label) for pk, label in trial_model.objects.filter(pk__in=ids).order_by("protocol_number")
             .values_list("pk", "protocol_number")]
+
+
+# -- background PDF exports ---------------------------------------------------------------------------------
+
+def pdf_export_get_for_user(*, user, export_id: int) -> PdfExport:
+    """An export the user asked for, while they may still read its trial's audit trail; 404 otherwise."""
+    export = PdfExport.objects.filter(pk=export_id, requested_by_id=getattr(user, "pk", None)).first()
+    if export is None or not has_perm(user=user, perm=Perm.VIEW_AUDIT, trial_id=export.trial_id):
+        raise Http404("No such export")
+    return export
+
+
+def pdf_export_list_for_user(*, user, subject_id: int, limit: int = 5) -> list[PdfExport]:
+    """The user's latest PDF exports of one subject (the timeline page lists them)."""
+    return list(PdfExport.objects.filter(requested_by_id=getattr(user, "pk", None), subject_id=subject_id)
+                .order_by("-requested_at", "-id")[:limit])

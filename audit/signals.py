@@ -1,10 +1,11 @@
-"""Logins, logouts and failed logins are audit events."""
+"""Logins, logouts and failed logins are audit events; history rows are noted for ``audit_record``."""
 
 from django.contrib.auth import signals as auth_signals
 from django.db import transaction
 from django.dispatch import receiver
+from simple_history.signals import post_create_historical_record
 
-from .services import audit_record
+from .services import audit_record, innermost_atomic_block
 
 
 def _ip(request) -> str | None:
@@ -31,3 +32,9 @@ def _login_failed(sender, credentials, request=None, **kwargs):
     with transaction.atomic():
         audit_record(actor=None, action="auth.login_failed",
                      details={"username": str(credentials.get("username", ""))[:150], "ip": _ip(request)})
+
+
+@receiver(post_create_historical_record, dispatch_uid="audit_history_record")
+def _history_created(sender, instance, history_instance, **kwargs):
+    # the event recorded next for this instance completes the row's reason and user (services._history_complete)
+    instance.__dict__["_audit_history_record"] = (history_instance, innermost_atomic_block())

@@ -26,3 +26,4 @@ def chain_verify_task() -> str:
     (log.info if result.ok else log.error)("audit chain verification: %s", result.summary())
     chain_verification_record(result=result)
     return result.summary()
+

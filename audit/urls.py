@@ -8,6 +8,9 @@ urlpatterns = [
          name="audit-timeline-export"),
     path("audit/search", views.search, name="audit-search"),
     path("audit/search.csv", views.search_export, name="audit-search-export"),
+    path("audit/exports/<int:export_id>", views.pdf_export_detail, name="audit-pdf-export"),
+    path("audit/exports/<int:export_id>/download", views.pdf_export_download, name="audit-pdf-export-download"),
+    path("audit/history/<slug:app_label>/<slug:model_name>/<str:pk>", views.object_history, name="audit-history"),
     # the API, under /api/ like every app's
     path("api/audit/events/", api.AuditSearchApi.as_view(), name="api-audit-search"),
     path("api/audit/subjects/<int:subject_id>/timeline/", api.SubjectTimelineApi.as_view(),

@@ -7,11 +7,12 @@ Views fetch through ``audit.selectors`` (404 for missing and forbidden alike) an
 import datetime as dt
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
-from django.shortcuts import render
+from django.core.files.storage import storages
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
-from . import exports, selectors
+from . import exports, history, selectors, services
 from .forms import SearchForm, TimelineFilterForm
 
 SEARCH_PAGE_SIZE = 50
@@ -39,7 +40,8 @@ def timeline(request, subject_id: int):
     context = {"subject": subject, "form": form, "family": family,
                "entries": selectors.timeline_entries(rows, tz=subject.tz), "next_cursor": next_cursor,
                "query": query.urlencode(), "first_page": not request.GET.get("after"),
-               "chain_status": selectors.chain_status_latest()}
+               "chain_status": selectors.chain_status_latest(),
+               "pdf_exports": selectors.pdf_export_list_for_user(user=request.user, subject_id=subject.id)}
     if request.htmx and request.GET.get("after"):
         return render(request, "audit/timeline.html#timeline-rows", context)
     return render(request, "audit/timeline.html", context)
@@ -63,6 +65,12 @@ def timeline_export(request, subject_id: int, export_format: str):
             tz=subject.tz, trial_id=subject.trial_id, site_id=subject.site_id, subject_id=subject.id,
             subject_code=subject.code, limit=limit)
     except exports.ExportTooLarge:
+        if export_format == "pdf":
+            # too long to lay out within a request: a Celery task makes it, the page polls until it is there
+            export = services.pdf_export_request(actor=request.user, trial_id=subject.trial_id,
+                                                 site_id=subject.site_id, subject_id=subject.id,
+                                                 subject_code=subject.code, family=family)
+            return redirect("audit-pdf-export", export_id=export.pk)
         return render(request, "audit/export_too_large.html", {
             "subject": subject, "limit": limit, "export_format": export_format}, status=413)
     stamp = meta.as_of.strftime("%Y%m%dT%H%M%SZ")
@@ -122,3 +130,39 @@ def search_export(request):
     except exports.ExportTooLarge:
         return render(request, "audit/export_too_large.html", {"limit": exports.EXPORT_MAX_EVENTS}, status=413)
     return exports.csv_response(rows=rows, meta=meta, filename=f"audit-search-{meta.as_of:%Y%m%dT%H%M%SZ}")
+
+
+@login_required
+@require_GET
+def pdf_export_detail(request, export_id: int):
+    """A background PDF export: "being prepared" (htmx polls this page's status partial) until the link shows."""
+    export = selectors.pdf_export_get_for_user(user=request.user, export_id=export_id)
+    context = {"export": export}
+    if request.htmx:
+        return render(request, "audit/pdf_export.html#export-status", context)
+    return render(request, "audit/pdf_export.html", context)
+
+
+@login_required
+@require_GET
+def pdf_export_download(request, export_id: int):
+    """The stored PDF, to its requester only; each download is an audit event."""
+    export = selectors.pdf_export_get_for_user(user=request.user, export_id=export_id)
+    if export.status != export.Status.READY:
+        raise Http404("This export is not ready")
+    services.pdf_export_download_record(actor=request.user, export=export)
+    stream = storages[exports.PDF_STORAGE].open(export.storage_key, "rb")
+    return FileResponse(stream, as_attachment=True, filename=export.storage_key.rsplit("/", 1)[-1],
+                        content_type="application/pdf")
+
+
+@login_required
+@require_GET
+def object_history(request, app_label: str, model_name: str, pk: str):
+    """Every version of one regulated row: when, who, why, and each field before -> after."""
+    found = history.object_history_get_for_user(user=request.user, app_label=app_label, model_name=model_name,
+                                                pk=pk)
+    context = {"history": found}
+    if request.htmx:
+        return render(request, "audit/history.html#history-versions", context)
+    return render(request, "audit/history.html", context)

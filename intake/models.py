@@ -42,6 +42,8 @@ class Submission(models.Model):
     rejected = models.PositiveIntegerField(default=0)
     results = models.JSONField(default=list)  # [{"file": ..., "outcome": accepted|duplicate|rejected, "reason": ...}]
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["-started_at"]
 
@@ -105,6 +107,8 @@ class Series(models.Model):
     modality = models.CharField(max_length=16, blank=True)
     series_number = models.IntegerField(null=True, blank=True)
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["study", "series_number"]
         verbose_name_plural = "series"
@@ -136,6 +140,9 @@ class Instance(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     received_at = models.DateTimeField(auto_now_add=True)
     status_changed_at = models.DateTimeField(auto_now_add=True)
+
+    # rows filed in bulk (bulk_create) get no creation record; every later save() is recorded
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["series", "id"]

@@ -343,6 +343,8 @@ class SiteNotice(models.Model):
                                         blank=True, related_name="+")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ["-created_at"]
 

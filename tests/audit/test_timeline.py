@@ -213,12 +213,17 @@ def test_api_timeline(client, auditor, history):
     assert data["results"][0]["occurred_at_local"].endswith(("+01:00", "+02:00"))
 
 
-def test_pdf_of_too_many_events_is_refused_and_records_nothing(client, auditor, history, monkeypatch):
+def test_pdf_of_too_many_events_goes_to_the_background_and_records_nothing_yet(client, auditor, history,
+                                                                               monkeypatch):
     from audit import exports
+    from audit.models import PdfExport
 
     monkeypatch.setattr(exports, "PDF_MAX_EVENTS", 3)
     client.force_login(auditor)
-    response = client.get(_url(history, ".pdf"))
-    assert response.status_code == 413 and b"at most 3 events" in response.content
+    response = client.get(_url(history, ".pdf"), {"family": ""})
+    export = PdfExport.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/audit/exports/{export.pk}"
+    assert (export.status, export.subject_id, export.requested_by) == (PdfExport.Status.QUEUED, history.pk, auditor)
+    # the export's event is recorded by the task, when it reads the rows (tests/audit/test_pdf_background.py)
     assert not AuditEvent.objects.filter(action="audit.timeline_exported").exists()
     assert client.get(_url(history, ".pdf"), {"family": "intake"}).status_code == 200
