@@ -32,6 +32,7 @@ urlpatterns = [
     path("", include("intake.urls")),
     path("", include("deid.urls")),
     path("", include("qc.urls")),
+    path("", include("reads.urls")),  # /reads/ pages and /api/reads/
     path("", include("reads.urls_oversight")),  # agreement page, SDTM download, /api/reads/oversight/
     path("", include("trials.urls")),
     path("", include("audit.urls")),

@@ -233,3 +233,131 @@ def adjudication_inputs(*, trial: Trial, user=None) -> list[dict]:
                      "status": adj.status, "readers": slots, "selected": adj.selected,
                      "selected_reader": slots.get(adj.selected) if adj.selected else None})
     return rows
+
+
+# -- what the reading pages act on (models for the services, after the same checks as the views above) ------
+
+def task_get_for_reader(*, user, task_id: int) -> ReadTask:
+    """The reader's own live task as a model, for the services (which check locking themselves). Http404 else."""
+    task = (ReadTask.objects.select_related("subject__trial", "visit", "reader")
+            .filter(pk=task_id, status__in=ReadTask.LIVE).first())
+    if task is None or task.reader.user_id != getattr(user, "pk", None) or not has_perm(
+            user=user, perm=Perm.READ, trial_id=task.trial_id):
+        raise Http404("No such read task")
+    return task
+
+
+def read_signed_for_reader(*, user, task_id: int) -> Read | None:
+    """The current signed version of the reader's own task (what a correction corrects), or None."""
+    task = task_get_for_reader(user=user, task_id=task_id)
+    return task.reads.filter(status=Read.Status.SIGNED).select_related("task__subject__trial", "task__visit").first()
+
+
+def read_signatures_for_reader(*, user, task_id: int) -> dict[int, list]:
+    """The signatures on each version of the reader's own task, each checked against the stored read."""
+    from audit.signatures import signature_list_for_record
+
+    from .services import read_signed_content
+
+    task = task_get_for_reader(user=user, task_id=task_id)
+    return {read.version: signature_list_for_record(record_type="reads.read", record_id=read.record_id,
+                                                    content=read_signed_content(read=read))
+            for read in task.reads.exclude(signature=None).select_related("task__subject", "task__visit")}
+
+
+def adjudication_get_for_adjudicator(*, user, adj_id: int) -> Adjudication:
+    """The adjudication as a model for adjudication_resolve, after adjudication_for's check."""
+    view = adjudication_for(user=user, adj_id=adj_id)
+    return Adjudication.objects.get(pk=view.adjudication_id)
+
+
+def adjudication_signatures(*, user, adj_id: int) -> list:
+    """The adjudicator's signature on a resolved adjudication (their own), checked against the record."""
+    from audit.signatures import signature_list_for_record
+
+    from .services import adjudication_content
+
+    adj = adjudication_get_for_adjudicator(user=user, adj_id=adj_id)
+    if adj.signature_id is None:
+        return []
+    return signature_list_for_record(record_type="reads.adjudication", record_id=adj.pk,
+                                     content=adjudication_content(adjudication=adj, selected=adj.selected,
+                                                                  rationale=adj.rationale))
+
+
+@dataclass(frozen=True)
+class PoolTaskRow:
+    task: ReadTask
+    subject_code: str
+    timepoint: str
+    slot: str
+    reader: str
+    status: str
+
+
+def reading_trials_for(*, user) -> list[dict]:
+    """The trials where the user reads, adjudicates or manages the reader pool, with what they may open."""
+    from trials.permissions import trial_ids_with
+
+    perms = {p: trial_ids_with(user=user, perm=p) for p in (Perm.READ, Perm.ADJUDICATE, Perm.MANAGE_TRIAL)}
+    ids = set().union(*perms.values())
+    return [{"trial": trial, "reads": trial.pk in perms[Perm.READ], "adjudicates": trial.pk in perms[Perm.ADJUDICATE],
+             "manages": trial.pk in perms[Perm.MANAGE_TRIAL]}
+            for trial in Trial.objects.filter(pk__in=ids).order_by("protocol_number")]
+
+
+def reader_pool_for(*, user, trial: Trial) -> dict:
+    """The trial's reader pool for its manager: readers with their trainings and open workload, the members
+    who could join, every task (live and replaced) and the current protocol version. Http404 for others."""
+    from django.db.models import Count, Q
+
+    from trials.models import Membership, ProtocolVersion
+    from trials.permissions import roles_with
+
+    require(user=user, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
+    open_statuses = [ReadTask.Status.OPEN, ReadTask.Status.IN_PROGRESS]
+    readers = list(Reader.objects.filter(trial=trial).select_related("user")
+                   .prefetch_related("trainings__protocol_version")
+                   .annotate(open_tasks=Count("tasks", filter=Q(tasks__status__in=open_statuses)))
+                   .order_by("-active", "user__username"))
+    in_pool = {r.user_id for r in readers}
+    roles = set(roles_with(Perm.READ)) | set(roles_with(Perm.ADJUDICATE))
+    candidates = (Membership.objects.filter(trial=trial, role__in=roles).exclude(user_id__in=in_pool)
+                  .select_related("user").order_by("user__username"))
+    tasks = (ReadTask.objects.filter(trial=trial).select_related("subject", "visit", "reader__user")
+             .order_by("subject__code", "visit__nominal_date", "slot", "pk"))
+    return {"readers": readers,
+            "candidates": sorted({m.user for m in candidates}, key=lambda u: u.get_username()),
+            "tasks": [PoolTaskRow(task=t, subject_code=t.subject.code, timepoint=t.visit.timepoint, slot=t.slot,
+                                  reader=t.reader.user.get_username(), status=t.get_status_display())
+                      for t in tasks],
+            "version": ProtocolVersion.objects.filter(trial=trial, is_current=True).first()}
+
+
+def reader_get_for_manager(*, user, trial: Trial, reader_id: int) -> Reader:
+    require(user=user, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
+    reader = Reader.objects.select_related("user").filter(trial=trial, pk=reader_id).first()
+    if reader is None:
+        raise Http404("No such reader")
+    return reader
+
+
+def task_get_for_manager(*, user, trial: Trial, task_id: int) -> ReadTask:
+    require(user=user, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
+    task = ReadTask.objects.select_related("subject__trial", "visit", "reader").filter(trial=trial, pk=task_id).first()
+    if task is None:
+        raise Http404("No such read task")
+    return task
+
+
+def member_get_for_pool(*, user, trial: Trial, user_id: int):
+    """A member of the trial holding the reader or adjudicator role, for reader_add (which checks again)."""
+    from trials.models import Membership
+    from trials.permissions import roles_with
+
+    require(user=user, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
+    roles = set(roles_with(Perm.READ)) | set(roles_with(Perm.ADJUDICATE))
+    membership = Membership.objects.filter(trial=trial, user_id=user_id, role__in=roles).select_related("user").first()
+    if membership is None:
+        raise Http404("No such member")
+    return membership.user

@@ -422,8 +422,11 @@ def _assess(*, task: ReadTask, lesions: dict) -> tuple[dict, str]:
     is_baseline = baseline is not None and task.visit_id == baseline.pk
     _check_shape(lesions, baseline=is_baseline)
     if is_baseline:
-        check = recist.baseline_check({"targets": lesions.get("targets", []),
-                                       "non_targets": lesions.get("non_targets", [])})
+        try:
+            check = recist.baseline_check({"targets": lesions.get("targets", []),
+                                           "non_targets": lesions.get("non_targets", [])})
+        except recist.RecistInputError as exc:  # a malformed lesion must be a clear error, not a 500
+            raise InvalidAssessment(f"the baseline lesions are malformed: {exc}") from exc
         if not check.get("valid"):
             raise InvalidAssessment("the baseline breaks RECIST 1.1 target selection: "
                                     + ", ".join(check.get("errors", [])), errors=check.get("errors", []))
@@ -438,6 +441,15 @@ def _assess(*, task: ReadTask, lesions: dict) -> tuple[dict, str]:
     overall = next((tp.get("overall", "") for tp in responses.get("timepoints", [])
                     if tp.get("visit") == task.visit.timepoint), "")
     return responses, overall or ""
+
+
+def read_preview(*, task: ReadTask, user, lesions: dict) -> tuple[dict, str]:
+    """What the engine computes for ``lesions`` at this task, over the reader's signed earlier timepoints,
+    without writing anything: the live responses of the read form. Only the task's reader; raises
+    InvalidAssessment (with the RECIST codes) or TimepointLocked like signing would."""
+    task = _own_task(task=ReadTask.objects.select_related("reader", "visit", "subject__trial").get(pk=task.pk),
+                     user=user)
+    return _assess(task=task, lesions=lesions)
 
 
 def read_content(*, task: ReadTask, version: int, lesions: dict, responses: dict, corrects: int | None = None,
