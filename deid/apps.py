@@ -11,8 +11,9 @@ class DeidConfig(AppConfig):
         from trials import navigation
         from trials.permissions import Perm
 
-        from . import queue, sweep
+        from . import demo, queue, sweep
 
         instance_received.connect(queue.on_instance_received, dispatch_uid="deid.on_instance_received")
         sweeper.register(name="deid.series", find=sweep.stuck_series, requeue=sweep.requeue_series)
         navigation.register(navigation.NavItem("De-identification", "deid-profile", perm=Perm.MANAGE_TRIAL, order=19))
+        demo.connect()

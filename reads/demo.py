@@ -1,18 +1,17 @@
 """The demo trial's reader pool: its reader and adjudicator users, trained on the current charter version.
 
-``trials.demo.demo_load`` builds the demo trial but may not import reads. So reads listens: when the demo
-trial is created (``post_save`` of Trial with the demo protocol number), it registers ``demo_readers_add``
-to run once that transaction commits, i.e. after ``demo_load`` has created the users and the protocol
-version. ``manage.py load_demo`` (and so ``make run``) therefore loads a demo whose readers can read.
+``trials.demo.demo_load`` builds the demo trial but may not import reads; it sends ``trials.signals.demo_loaded``
+once the trial has committed, and ``demo_readers_add`` answers it. ``manage.py load_demo`` (and so
+``make run``) therefore loads a demo whose readers can read.
 """
 
 import datetime
 
 from django.db import transaction
-from django.db.models.signals import post_save
 
-from trials.demo import DEMO_PROTOCOL, DEMO_USERS
+from trials.demo import DEMO_USERS
 from trials.models import ProtocolVersion, Role, Trial
+from trials.signals import demo_loaded
 
 DEMO_TRAINED_ON = datetime.date(2026, 1, 22)
 
@@ -42,10 +41,9 @@ def demo_readers_add(*, trial_id: int) -> list:
     return added
 
 
-def _on_trial_saved(sender, instance: Trial, created: bool, **kwargs) -> None:
-    if created and instance.protocol_number == DEMO_PROTOCOL:
-        transaction.on_commit(lambda: demo_readers_add(trial_id=instance.pk))
+def _on_demo_loaded(sender, *, trial_id: int, **kwargs) -> None:
+    demo_readers_add(trial_id=trial_id)
 
 
 def connect() -> None:
-    post_save.connect(_on_trial_saved, sender=Trial, dispatch_uid="reads.demo_readers")
+    demo_loaded.connect(_on_demo_loaded, dispatch_uid="reads.demo_readers")

@@ -19,6 +19,7 @@ from .services import (
     training_record_add,
     trial_create,
 )
+from .signals import demo_loaded
 
 DEMO_PROTOCOL = "CORE-DEMO-01"
 
@@ -68,6 +69,7 @@ def demo_load() -> Trial:
         membership_grant(actor=None, user=user, trial=trial, role=role,
                          site=sites[site_number] if site_number else None)
     _demo_site_readiness(trial=trial, sites=sites, users=users)
+    transaction.on_commit(lambda: demo_loaded.send(sender=Trial, trial_id=trial.pk))
     return trial
 
 

@@ -334,3 +334,17 @@ def test_mapping_export_refuses_a_user_without_the_role(study, outsider):
 
     with pytest.raises(Http404):
         mapping_export(user=outsider, trial=study.trial)
+
+
+def test_the_demo_trial_starts_with_a_profile_qc_can_check_series_and_scanners(django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    from deid.demo import DEMO_OPTIONS, demo_profile_create
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("load_demo")
+
+    [profile] = DeidProfile.objects.filter(trial__protocol_number="CORE-DEMO-01")
+    assert (profile.version, profile.options, profile.created_by) == (1, sorted(DEMO_OPTIONS), None)
+    assert demo_profile_create(trial_id=profile.trial_id) is None  # an existing profile is left alone
+    assert AuditEvent.objects.filter(action="deid.profile_version_created", target_id=str(profile.pk)).exists()
