@@ -2,7 +2,8 @@
 
 - ``percent_agreement(a, b)``: share of items two raters labelled the same, in percent.
 - ``cohen_kappa(a, b)``: Cohen's (1960) unweighted kappa for two raters,
-  ``(p_o - p_e) / (1 - p_e)`` with ``p_e`` from each rater's own marginal proportions.
+  ``(p_o - p_e) / (1 - p_e)`` with ``p_e`` from each rater's own marginal proportions;
+  ``cohen_kappa_from_counts(table)`` gives kappa and percent agreement from the confusion table.
 - ``fleiss_kappa(ratings)``: Fleiss' (1971) kappa for any fixed number of raters per item;
   ``ratings`` is one list of labels per item. ``fleiss_kappa_from_counts(table)`` takes the
   item-by-category count table instead (rows must all sum to the same number of raters).
@@ -22,12 +23,12 @@ raters, an item with a different number of ratings) raise ``AgreementInputError`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 
-__all__ = ["Agreement", "AgreementInputError", "cohen_kappa", "fleiss_kappa", "fleiss_kappa_from_counts",
+__all__ = ["Agreement", "AgreementInputError", "cohen_kappa", "cohen_kappa_from_counts", "fleiss_kappa", "fleiss_kappa_from_counts",
            "percent_agreement"]
 
 NO_ITEMS = "no items"
@@ -66,27 +67,34 @@ def _pair(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[tuple[Hashable, 
     return list(zip(a, b, strict=True))
 
 
+def cohen_kappa_from_counts(counts: Mapping[tuple[Hashable, Hashable], int]) -> tuple[Agreement, Agreement]:
+    """(Cohen's kappa, percent agreement) from a confusion table ``{(first rater's label, second's): items}``,
+    such as a database's GROUP BY of two raters' labels."""
+    if any(c < 0 for c in counts.values()):
+        raise AgreementInputError("a confusion table counts items: no negative counts")
+    n = sum(counts.values())
+    if not n:
+        return Agreement(None, 0, NO_ITEMS), Agreement(None, 0, NO_ITEMS)
+    agreed = sum(c for (x, y), c in counts.items() if x == y)
+    first, second = Counter(), Counter()
+    for (x, y), c in counts.items():
+        first[x] += c
+        second[y] += c
+    percent = Agreement(_round(Fraction(100 * agreed, n)), n)
+    expected = sum((Fraction(first[c] * second[c], n * n) for c in first), Fraction(0))
+    if expected == 1:
+        return Agreement(None, n, ONE_CATEGORY), percent
+    return Agreement(_round((Fraction(agreed, n) - expected) / (1 - expected)), n), percent
+
+
 def percent_agreement(a: Sequence[Hashable], b: Sequence[Hashable]) -> Agreement:
     """Percent of items two raters labelled identically."""
-    pairs = _pair(a, b)
-    if not pairs:
-        return Agreement(None, 0, NO_ITEMS)
-    same = sum(1 for x, y in pairs if x == y)
-    return Agreement(_round(Fraction(100 * same, len(pairs))), len(pairs))
+    return cohen_kappa_from_counts(Counter(_pair(a, b)))[1]
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> Agreement:
     """Cohen's unweighted kappa between two raters' labels of the same items, in the same order."""
-    pairs = _pair(a, b)
-    n = len(pairs)
-    if not n:
-        return Agreement(None, 0, NO_ITEMS)
-    observed = Fraction(sum(1 for x, y in pairs if x == y), n)
-    first, second = Counter(x for x, _ in pairs), Counter(y for _, y in pairs)
-    expected = sum((Fraction(first[c], n) * Fraction(second[c], n) for c in first), Fraction(0))
-    if expected == 1:
-        return Agreement(None, n, ONE_CATEGORY)
-    return Agreement(_round((observed - expected) / (1 - expected)), n)
+    return cohen_kappa_from_counts(Counter(_pair(a, b)))[0]
 
 
 def fleiss_kappa_from_counts(table: Sequence[Sequence[int]]) -> Agreement:

@@ -8,9 +8,10 @@ class ReadsConfig(AppConfig):
     def ready(self) -> None:
         from config import sweeper
         from intake.signals import study_status_changed
-        from trials import navigation
+        from trials import dashboard, navigation
         from trials.permissions import Perm
 
+        from . import dashboard as panels
         from . import demo, receivers
 
         study_status_changed.connect(receivers.on_study_status_changed,
@@ -20,3 +21,10 @@ class ReadsConfig(AppConfig):
         demo.connect()
         navigation.register(navigation.NavItem("Reading", "reads-home",
                                                perm=(Perm.READ, Perm.ADJUDICATE, Perm.MANAGE_TRIAL), order=26))
+        for order, (key, title, compute) in enumerate([
+                ("reads-status", "Timepoints by read status", panels.read_status_panel),
+                ("reads-adjudication", "Adjudication rate over time", panels.adjudication_rate_panel),
+                ("reads-agreement", "Inter-reader agreement (Cohen's kappa) per reader pair", panels.agreement_panel),
+                ("reads-throughput", "Reader throughput: reads signed per month", panels.throughput_panel)]):
+            dashboard.register(dashboard.Panel(key=key, title=title, page=dashboard.Page.READS, compute=compute,
+                                               order=10 * (order + 1)))

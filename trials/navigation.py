@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.urls import reverse
 
-from .permissions import Perm, trial_ids_with
+from .permissions import Perm, perms_in_any_trial
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,14 @@ def register(item: NavItem) -> None:
 def nav_for(user) -> list[dict]:
     if not user.is_authenticated:
         return []
+    # one query for every entry (not one per entry and permission): the perms of any of the user's roles
+    granted = perms_in_any_trial(user=user)
     entries = []
     for item in sorted(_items.values(), key=lambda i: (i.order, i.label)):
         if item.staff_only and not user.is_staff:
             continue
         perms = item.perm if isinstance(item.perm, tuple) else (item.perm,)
-        if item.perm is not None and not any(trial_ids_with(user=user, perm=perm) for perm in perms):
+        if item.perm is not None and not any(perm in granted for perm in perms):
             continue
         entries.append({"label": item.label, "url": reverse(item.url_name), "url_name": item.url_name})
     return entries

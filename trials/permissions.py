@@ -65,6 +65,13 @@ def trial_ids_with(*, user, perm: Perm) -> set[int]:
     return set(_memberships(user).filter(role__in=roles_with(perm)).values_list("trial_id", flat=True))
 
 
+def perms_in_any_trial(*, user) -> set[Perm]:
+    """Every perm the user holds in at least one trial, in one query (``trial_ids_with(perm)`` is non-empty
+    exactly for these): what the navigation asks for each of its entries."""
+    roles = set(_memberships(user).values_list("role", flat=True).order_by())
+    return {perm for role in roles for perm in ROLE_PERMS.get(role, ())}
+
+
 def site_ids_with(*, user, perm: Perm, trial_id: int) -> set[int] | None:
     """Sites of the trial the user may act on with ``perm``: None means every site, an empty set none."""
     rows = _memberships(user).filter(trial_id=trial_id, role__in=roles_with(perm)).values_list("role", "site_id")

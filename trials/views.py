@@ -406,10 +406,14 @@ def dashboard_page(request, trial_id: int, page: str):
     page = dashboard.Page(page)
     filters, errors = _dashboard_filters(request, trial)
     drill = dashboard.may_drill_down(user=request.user, trial=trial)
+    allowed: dict = {}  # perm -> may view: asked once a page, not once a panel (panels mostly share one)
+    for panel in dashboard.panels_for(page):
+        if panel.perm not in allowed:
+            allowed[panel.perm] = dashboard.may_view(user=request.user, trial=trial, panel=panel)
     panels = [] if errors else [
         _panel_context(trial=trial, panel=panel, filters=filters, drill=drill,
                        data=panel.compute(trial=trial, filters=filters))
-        for panel in dashboard.panels_for(page) if dashboard.may_view(user=request.user, trial=trial, panel=panel)]
+        for panel in dashboard.panels_for(page) if allowed[panel.perm]]
     return render(request, "trials/dashboard.html", {
         "trial": trial, "page": page, "pages": list(dashboard.Page), "panels": panels, "errors": errors,
         "filters": filters, "raw": request.GET,

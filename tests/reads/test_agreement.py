@@ -10,6 +10,7 @@ from reads.agreement import (
     Agreement,
     AgreementInputError,
     cohen_kappa,
+    cohen_kappa_from_counts,
     fleiss_kappa,
     fleiss_kappa_from_counts,
     percent_agreement,
@@ -138,3 +139,22 @@ def test_fleiss_bad_counts(table, message):
 def test_fleiss_refuses_strings_as_items():
     with pytest.raises(AgreementInputError, match="not a string"):
         fleiss_kappa(["PRSD", "SDSD"])
+
+
+def test_kappa_from_a_confusion_table_is_kappa_over_its_items():
+    counts = {("PR", "PR"): 20, ("PR", "SD"): 5, ("SD", "PR"): 10, ("SD", "SD"): 15}
+    first = [x for (x, _), c in counts.items() for _ in range(c)]
+    second = [y for (_, y), c in counts.items() for _ in range(c)]
+
+    kappa, percent = cohen_kappa_from_counts(counts)
+
+    assert (kappa, percent) == (cohen_kappa(first, second), percent_agreement(first, second))
+    assert (kappa.value, percent.value) == (Decimal("0.4000"), Decimal("70.0000"))
+
+
+def test_kappa_from_a_confusion_table_degenerate_and_bad_tables():
+    assert cohen_kappa_from_counts({})[0].reason == NO_ITEMS
+    kappa, percent = cohen_kappa_from_counts({("SD", "SD"): 4})
+    assert (kappa.value, kappa.reason, percent.value) == (None, ONE_CATEGORY, Decimal("100.0000"))
+    with pytest.raises(AgreementInputError, match="no negative counts"):
+        cohen_kappa_from_counts({("SD", "PD"): -1})
