@@ -5,6 +5,10 @@ FROM node:20-slim AS frontend
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
+# the image viewer (frontend/viewer), bundled by Vite into static/build as `make install` does
+COPY vite.config.js ./
+COPY frontend frontend
+RUN npm run build --silent
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -24,6 +28,8 @@ RUN python -c "import tomllib; print('\n'.join(d for d in tomllib.load(open('pyp
     && pip install -r /tmp/requirements.txt
 COPY . .
 COPY --from=frontend /build/node_modules/htmx.org/dist node_modules/htmx.org/dist
+COPY --from=frontend /build/node_modules/chart.js/dist node_modules/chart.js/dist
+COPY --from=frontend /build/static/build static/build
 # collectstatic only imports the settings: a throw-away key for the build, never used at run time
 RUN SECRET_KEY=build-only python manage.py collectstatic --noinput -v0 \
     && useradd --system --uid 10001 --home /app corelab \

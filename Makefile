@@ -3,7 +3,9 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-STATIC_SOURCES := $(shell find static templates -type f 2>/dev/null)
+STATIC_SOURCES := $(shell find static templates -type f -not -path 'static/build/*' 2>/dev/null)
+# the image viewer's sources, bundled by Vite into static/build/ (generated, not in git)
+VIEWER_SOURCES := $(shell find frontend -type f 2>/dev/null) vite.config.js
 # Debian packages the tests drive as real peers: the browser for Playwright, DCMTK's DICOM clients,
 # and dicom3tools' dciodvfy, the IOD validator de-identified output is checked with; Pango, HarfBuzz's
 # subsetter and DejaVu fonts for WeasyPrint's audit PDF exports (chromium pulls them in today, but the
@@ -23,7 +25,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-staticfiles/staticfiles.json: $(STAMP) node_modules/.package-lock.json $(STATIC_SOURCES)
+static/build/viewer.js: node_modules/.package-lock.json $(VIEWER_SOURCES)
+	npm run build --silent
+
+staticfiles/staticfiles.json: $(STAMP) node_modules/.package-lock.json static/build/viewer.js $(STATIC_SOURCES)
 	SECRET_KEY=collectstatic $(BIN)/python manage.py collectstatic --noinput -v0
 
 install: $(STAMP) node_modules/.package-lock.json staticfiles/staticfiles.json

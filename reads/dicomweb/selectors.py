@@ -1,0 +1,136 @@
+"""Which archived instances a user may retrieve through DICOMweb. Every DICOMweb view asks here first.
+
+Who sees what (anything else is 404, never 403, so existence does not leak):
+
+- QC analysts (Perm.QC_REVIEW), trial managers and auditors (Perm.VIEW_AUDIT): every archived instance of
+  their trials' studies that de-identification released, from the study's de-identification to its QC
+  decision (superseded versions are left out: they are no longer the subject's images).
+- Readers (Perm.READ): the accepted studies of the timepoints of their own live read tasks that are signed
+  or unlocked (the earlier timepoints signed first), so a follow-up can be read beside its baseline. Their
+  responses carry no site identity (``dicom.SITE_IDENTITY_TAGS``).
+- Site coordinators, sponsors and adjudicators: nothing here.
+
+The UIDs are the de-identified ones, as de-identification recorded them on the released DeidRecord;
+attributes come from the archived file's header, read once and cached in Redis under its sha256 (an archived
+object never changes, so the cache never goes stale).
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.core.files.storage import storages
+from django.db.models import F, Q
+
+from deid.models import DeidRecord
+from intake.models import ImagingStudy, Instance
+from trials.permissions import Perm, trial_ids_with
+
+from ..models import ReadTask
+from ..services import lock_reason
+from . import dicom
+
+S = ImagingStudy.Status
+OVERSIGHT_STATUSES = (S.DEIDENTIFIED, S.QC_PENDING, S.ACCEPTED, S.REJECTED)
+HEADER_CACHE_SECONDS = 30 * 24 * 3600
+HEADER_CACHE_PREFIX = "dicomweb:header:v1:"
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    instance_id: int
+    study_id: int
+    trial_id: int
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    key: str        # object name in archive storage
+    sha256: str
+    size: int | None
+    blinded: bool   # seen as a reader: no site identity
+
+
+def _reader_visit_ids(*, user, trial_ids: set[int]) -> set[int]:
+    """Visits of the reader's live tasks they may open: signed ones, and unsigned ones no longer locked."""
+    tasks = (ReadTask.objects.filter(reader__user=user, reader__active=True, trial_id__in=trial_ids,
+                                     status__in=ReadTask.LIVE).select_related("subject", "visit"))
+    return {t.visit_id for t in tasks if t.status == ReadTask.Status.SIGNED or not lock_reason(task=t)}
+
+
+def study_scope_for_user(*, user) -> tuple[Q, set[int]]:
+    """(a filter on ImagingStudy the user may see, the trials in which they see blinded)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Q(pk__in=[]), set()
+    oversight = trial_ids_with(user=user, perm=Perm.QC_REVIEW) | trial_ids_with(user=user, perm=Perm.VIEW_AUDIT)
+    reading = trial_ids_with(user=user, perm=Perm.READ) - oversight
+    scope = Q(trial_id__in=oversight, status__in=OVERSIGHT_STATUSES)
+    if reading:
+        visits = _reader_visit_ids(user=user, trial_ids=reading)
+        scope |= Q(trial_id__in=reading, visit_id__in=visits, status=S.ACCEPTED)
+    return scope, reading
+
+
+def instance_rows_for_user(*, user, study_uid: str | None = None, series_uid: str | None = None,
+                           sop_uid: str | None = None, study_uids: Iterable[str] = ()) -> list[InstanceRow]:
+    """The archived instances the user may see, narrowed by de-identified UIDs, in study/series/arrival order."""
+    scope, blinded_trials = study_scope_for_user(user=user)
+    records = (DeidRecord.objects
+               .filter(outcome=DeidRecord.Outcome.RELEASED, output_storage="archive",
+                       instance__status=Instance.Status.DEIDENTIFIED, instance__deid_key=F("output_key"),
+                       instance__study__in=ImagingStudy.objects.filter(scope).values("pk"))
+               .exclude(study_uid=""))
+    if study_uid is not None:
+        records = records.filter(study_uid=study_uid)
+    study_uids = [uid for uid in study_uids if uid]
+    if study_uids:
+        records = records.filter(study_uid__in=study_uids)
+    if series_uid is not None:
+        records = records.filter(series_uid=series_uid)
+    if sop_uid is not None:
+        records = records.filter(sop_uid=sop_uid)
+    rows = records.order_by("study_uid", "series_uid", "instance_id").values_list(
+        "instance_id", "instance__study_id", "instance__study__trial_id", "study_uid", "series_uid", "sop_uid",
+        "output_key", "output_sha256", "output_size")
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for row in rows:
+        if (row[3], row[5]) in seen:
+            continue  # the same SOP Instance UID in two versions of a study: the first filed answers
+        seen.add((row[3], row[5]))
+        result.append(InstanceRow(*row, blinded=row[2] in blinded_trials))
+    return result
+
+
+def study_uids_for_study(*, user, study_id: int) -> list[str]:
+    """The de-identified Study Instance UID(s) of one ImagingStudy the user may see (the viewer's entry)."""
+    scope, _ = study_scope_for_user(user=user)
+    if not ImagingStudy.objects.filter(scope, pk=study_id).exists():
+        return []
+    return list(DeidRecord.objects.filter(outcome=DeidRecord.Outcome.RELEASED, instance__study_id=study_id,
+                                          output_storage="archive").exclude(study_uid="")
+                .order_by("study_uid").values_list("study_uid", flat=True).distinct())
+
+
+def headers_for(rows: Iterable[InstanceRow]) -> dict[str, dict]:
+    """Header summaries (``dicom.read_header``) by sha256: from the cache, else read from the archive and cached."""
+    rows = list(rows)
+    keys = {HEADER_CACHE_PREFIX + row.sha256: row for row in rows}
+    found = cache.get_many(list(keys))
+    headers = {key[len(HEADER_CACHE_PREFIX):]: value for key, value in found.items()}
+    missing = {}
+    for key, row in keys.items():
+        if key in found:
+            continue
+        with storages["archive"].open(row.key, "rb") as stream:
+            header = dicom.read_header(stream)
+        headers[row.sha256] = header
+        missing[key] = header
+    if missing:
+        cache.set_many(missing, timeout=HEADER_CACHE_SECONDS)
+    return headers
+
+
+def header_json(row: InstanceRow, header: dict) -> dict:
+    """The instance's DICOM JSON as this row's user may see it."""
+    data = header["json"]
+    return dicom.without_site_identity(data) if row.blinded else dict(data)
