@@ -6,6 +6,7 @@ targets, what is measurable) are left to ``reads.recist.baseline_check``, whose 
 words.
 """
 
+import json
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -67,10 +68,36 @@ def _organ(raw: str) -> str:
     return re.sub(r"\s+", " ", (raw or "").strip().upper())[:40]
 
 
+def _annotation(raw: str, label: str, errors: list[str]) -> dict | None:
+    """A row's measurement geometry from the viewer (hidden field, JSON); reads.services checks its shape."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        errors.append(f"{label}: the measurement drawn in the viewer is unreadable; measure it again")
+        return None
+    return value
+
+
+def _with_annotations(lesions: dict, annotations: dict) -> dict:
+    if annotations:
+        lesions["annotations"] = annotations
+    return lesions
+
+
+def annotation_json(lesions: dict | None, lesion_id: str) -> str:
+    """The stored geometry of one lesion's measurement, as the JSON the viewer reads ('' when none)."""
+    annotations = lesions.get("annotations") if isinstance(lesions, dict) else None
+    value = annotations.get(lesion_id) if isinstance(annotations, dict) else None
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, dict) else ""
+
+
 def baseline_from_post(data) -> tuple[dict, list[str]]:
     """The baseline's target and non-target lesions from the form (empty rows skipped), and any errors."""
     errors: list[str] = []
-    targets, non_targets = [], []
+    targets, non_targets, annotations = [], [], {}
     for i in range(TARGET_ROWS):
         def get(name: str, i: int = i) -> str:
             return (data.get(f"t-{i}-{name}") or "").strip()
@@ -88,6 +115,9 @@ def baseline_from_post(data) -> tuple[dict, list[str]]:
         mm = short_mm if nodal else long_mm
         if mm is not None and mm == 0:
             errors.append(f"{label}: a target lesion's diameter must be above 0 mm")
+        geometry = _annotation(get("annotation"), label, errors)
+        if geometry is not None:
+            annotations[f"T{len(targets) + 1}"] = geometry
         targets.append({"id": f"T{len(targets) + 1}", "organ": organ, "nodal": nodal, "mm": _number(mm),
                         "long_axis_mm": _number(long_mm), "short_axis_mm": _number(short_mm),
                         "modality": modality, "slice_thickness_mm": _number(thickness)})
@@ -110,7 +140,7 @@ def baseline_from_post(data) -> tuple[dict, list[str]]:
         non_targets.append(lesion)
     if not targets and not non_targets:
         errors.append("Record at least one lesion: targets with their diameters, or non-target lesions")
-    return {"targets": targets, "non_targets": non_targets}, errors
+    return _with_annotations({"targets": targets, "non_targets": non_targets}, annotations), errors
 
 
 def _split(raw: str, label: str, errors: list[str]):
@@ -125,12 +155,15 @@ def _split(raw: str, label: str, errors: list[str]):
 def followup_from_post(data, *, baseline: dict, earlier_visits: list[str]) -> tuple[dict, list[str]]:
     """A follow-up's measurements of the baseline's lesions, non-target statuses and new lesions."""
     errors: list[str] = []
-    targets = {}
+    targets, annotations = {}, {}
     for lesion in baseline.get("targets", []):
         lid = lesion["id"]
         state = data.get(f"fu-{lid}-state") or "measured"
         if state == "measured":
             targets[lid] = _split(data.get(f"fu-{lid}-mm", ""), f"{lid} ({lesion.get('organ', '')})", errors)
+            geometry = _annotation(data.get(f"fu-{lid}-annotation", ""), lid, errors)
+            if geometry is not None:
+                annotations[lid] = geometry
         elif state in ("TSTM", "ABSENT"):
             targets[lid] = state
         elif state == "NE":
@@ -160,7 +193,7 @@ def followup_from_post(data, *, baseline: dict, earlier_visits: list[str]) -> tu
             errors.append(f"{first_seen!r} is not one of your earlier follow-up timepoints")
         else:
             lesions["new_lesion_first_seen_visit"] = first_seen
-    return lesions, errors
+    return _with_annotations(lesions, annotations), errors
 
 
 def baseline_rows(lesions: dict | None) -> dict:
@@ -173,7 +206,8 @@ def baseline_rows(lesions: dict | None) -> dict:
         short_mm = lesion.get("short_axis_mm", mm if nodal else None)
         blank = lambda v: "" if v is None else v  # noqa: E731
         return {"organ": lesion.get("organ", ""), "nodal": nodal, "long": blank(long_mm), "short": blank(short_mm),
-                "modality": lesion.get("modality", "CT"), "slice": blank(lesion.get("slice_thickness_mm"))}
+                "modality": lesion.get("modality", "CT"), "slice": blank(lesion.get("slice_thickness_mm")),
+                "annotation": annotation_json(lesions, lesion.get("id", ""))}
 
     targets = [shown(t) for t in list(lesions.get("targets", []))[:TARGET_ROWS]]
     non_targets = [shown(t) for t in list(lesions.get("non_targets", []))[:NON_TARGET_ROWS]]
@@ -195,7 +229,9 @@ def followup_rows(*, baseline: dict, lesions: dict | None) -> dict:
         else:
             state = "measured"
             mm = " + ".join(str(v) for v in value) if isinstance(value, list) else ("" if value == "" else str(value))
-        rows.append({"lesion": lesion, "state": state, "mm": mm})
+        rows.append({"lesion": lesion, "state": state, "mm": mm,
+                     "annotation": annotation_json(lesions, lesion["id"]) if state == "measured" else "",
+                     "baseline_annotation": annotation_json(baseline, lesion["id"])})
     nt_rows = [{"lesion": lesion, "status": statuses.get(lesion["id"], "PRESENT")}
                for lesion in baseline.get("non_targets", [])]
     return {"targets": rows, "non_targets": nt_rows, "new_lesions": lesions.get("new_lesions", "NO"),
@@ -204,3 +240,31 @@ def followup_rows(*, baseline: dict, lesions: dict | None) -> dict:
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ReadingRulesForm(forms.Form):
+    """A trial's reading rules (reads.models.ReadSettings) and the reason for changing them."""
+
+    adjudicate_on_overall = forms.BooleanField(required=False, label="Overall response differs at any timepoint")
+    adjudicate_on_bor = forms.BooleanField(required=False, label="Best overall response differs")
+    adjudicate_on_pd_date = forms.BooleanField(required=False, label="Date of progression differs")
+    confirmation_required = forms.BooleanField(required=False, label="CR and PR need confirmation")
+    min_confirm_days = forms.IntegerField(min_value=1, max_value=365, label="Confirmation at least (days)")
+    max_ne_between = forms.IntegerField(min_value=0, max_value=10,
+                                        label="Not-evaluable timepoints tolerated before the confirmation")
+    min_sd_days = forms.IntegerField(min_value=0, max_value=365,
+                                     label="Stable disease counts as best response from (days)")
+    reason = forms.CharField(max_length=2000, label="Reason for the change",
+                             widget=forms.Textarea(attrs={"rows": 2, "cols": 60}))
+
+    FIELDS = ("adjudicate_on_overall", "adjudicate_on_bor", "adjudicate_on_pd_date", "confirmation_required",
+              "min_confirm_days", "max_ne_between", "min_sd_days")
+
+    @classmethod
+    def initial_from(cls, settings) -> dict:
+        return {name: getattr(settings, name) for name in cls.FIELDS}
+
+    def changes(self, settings) -> dict:
+        """The cleaned values that differ from ``settings``."""
+        return {name: self.cleaned_data[name] for name in self.FIELDS
+                if self.cleaned_data[name] != getattr(settings, name)}

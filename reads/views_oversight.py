@@ -3,16 +3,20 @@
 For trial managers and auditors (``reads.metrics.oversight_allowed``); anyone else gets 404, as everywhere.
 """
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from trials.models import Trial
-from trials.permissions import Perm, trial_ids_with
+from trials.permissions import Perm, has_perm, trial_ids_with
 
+from .exceptions import ReadsError
+from .forms import ReadingRulesForm
 from .metrics import agreement_report_for_user, oversight_trial_get_for_user
 from .sdtm import FILES, sdtm_export, sdtm_zip
+from .services import read_settings_for, read_settings_update
 
 
 @login_required
@@ -52,3 +56,32 @@ def sdtm_download(request, trial_id: int):
     response["Content-Disposition"] = f'attachment; filename="{trial.protocol_number}-sdtm.zip"'
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+@login_required
+def reading_rules(request, trial_id: int):
+    """The trial's reading rules: what sends a subject to adjudication, and the RECIST options. Trial managers
+    change them with a reason (audited, with field history); auditors read them; everyone else gets 404."""
+    trial = oversight_trial_get_for_user(user=request.user, trial_id=trial_id)
+    may_change = has_perm(user=request.user, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
+    settings = read_settings_for(trial=trial)
+    form = ReadingRulesForm(initial=ReadingRulesForm.initial_from(settings))
+    if request.method == "POST":
+        if not may_change:
+            raise Http404("No such page")
+        form = ReadingRulesForm(request.POST)
+        if form.is_valid():
+            changes = form.changes(settings)
+            if not changes:
+                form.add_error(None, "Nothing changed: the rules are already as in the form.")
+            else:
+                try:
+                    read_settings_update(actor=request.user, trial=trial, reason=form.cleaned_data["reason"],
+                                         **changes)
+                except ReadsError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    messages.success(request, "Reading rules saved; they apply to reads evaluated from now on.")
+                    return redirect("reads-rules", trial.pk)
+    return render(request, "reads/rules.html", {"trial": trial, "settings": settings, "form": form,
+                                                "may_change": may_change})
