@@ -9,7 +9,9 @@ content hash); a wrong password leaves nothing saved but the failed attempt's au
 """
 
 import logging
+import math
 import random
+import re
 import secrets
 from datetime import date
 
@@ -353,6 +355,67 @@ def _ensure_writable(task: ReadTask) -> None:
     _ensure_unlocked(task)
 
 
+UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+ANNOTATION_TOOLS = {"length": 2, "bidirectional": 4}  # tool → how many points it draws
+ANNOTATION_KEYS = {"study_uid", "series_uid", "sop_uid", "frame", "tool", "points", "long_mm", "short_mm"}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _annotation_problem(geometry) -> str:
+    """What is wrong with one lesion's measurement geometry ('' when nothing). Points are image coordinates:
+    [column, row] in pixels of the referenced frame."""
+    if not isinstance(geometry, dict):
+        return "it must be an object"
+    unknown = set(geometry) - ANNOTATION_KEYS
+    if unknown:
+        return f"unknown field(s) {', '.join(sorted(unknown))}"
+    for key in ("study_uid", "series_uid", "sop_uid"):
+        uid = geometry.get(key)
+        if not isinstance(uid, str) or len(uid) > 64 or not UID_RE.match(uid):
+            return f"{key} must be a DICOM UID"
+    frame = geometry.get("frame")
+    if not isinstance(frame, int) or isinstance(frame, bool) or frame < 1:
+        return "frame must be a frame number from 1"
+    tool = geometry.get("tool")
+    if tool not in ANNOTATION_TOOLS:
+        return "tool must be length or bidirectional"
+    points = geometry.get("points")
+    if (not isinstance(points, list) or len(points) != ANNOTATION_TOOLS[tool]
+            or not all(isinstance(p, list) and len(p) == 2 and all(_finite(v) and abs(v) <= 100_000 for v in p)
+                       for p in points)):
+        return f"a {tool} measurement has {ANNOTATION_TOOLS[tool]} points, each [column, row] in image pixels"
+    long_mm, short_mm = geometry.get("long_mm"), geometry.get("short_mm")
+    if not _finite(long_mm) or not 0 < long_mm <= 1000:
+        return "long_mm must be above 0 and at most 1000 mm"
+    if tool == "bidirectional":
+        if not _finite(short_mm) or not 0 < short_mm <= long_mm:
+            return "short_mm must be above 0 and at most the long axis"
+    elif "short_mm" in geometry:
+        return "a length measurement has no short axis"
+    return ""
+
+
+def _check_annotations(lesions: dict, *, baseline: bool) -> None:
+    """``lesions["annotations"]``: where each target lesion was measured in the viewer, keyed by lesion id."""
+    annotations = lesions.get("annotations")
+    if annotations is None:
+        return
+    if not isinstance(annotations, dict):
+        raise InvalidAssessment("annotations must be an object keyed by target lesion id")
+    targets = lesions["targets"]
+    ids = ({t.get("id") for t in targets if isinstance(t, dict)} if baseline
+           else {k for k, v in targets.items() if _finite(v) or isinstance(v, list)})
+    for lesion_id, geometry in annotations.items():
+        if lesion_id not in ids:
+            raise InvalidAssessment(f"the measurement of {lesion_id} belongs to no measured target lesion of this read")
+        problem = _annotation_problem(geometry)
+        if problem:
+            raise InvalidAssessment(f"the measurement of {lesion_id} is malformed: {problem}")
+
+
 def _check_shape(lesions, *, baseline: bool) -> dict:
     if not isinstance(lesions, dict):
         raise InvalidAssessment("the assessment must be an object of lesions")
@@ -362,6 +425,7 @@ def _check_shape(lesions, *, baseline: bool) -> dict:
     elif not isinstance(lesions.get("targets"), dict) or lesions.get("new_lesions") not in ("NO", "YES", "EQUIVOCAL"):
         raise InvalidAssessment("a follow-up measures every target lesion and says whether new lesions are "
                                 "present (NO, YES or EQUIVOCAL)")
+    _check_annotations(lesions, baseline=baseline)
     return lesions
 
 
@@ -396,7 +460,7 @@ def _engine_input(*, subject: Subject, entries: list[tuple[ReadTask, dict]]) -> 
     baseline_task, baseline = entries[0]
     followups = []
     for task, lesions in entries[1:]:
-        followups.append({**{k: v for k, v in lesions.items() if k not in ("visit", "date")},
+        followups.append({**{k: v for k, v in lesions.items() if k not in ("visit", "date", "annotations")},
                           "visit": task.visit.timepoint, "date": task.scan_date.isoformat()})
     return {"options": read_settings_for(trial=subject.trial).engine_options(),
             "baseline": {"date": baseline_task.scan_date.isoformat(), "targets": baseline.get("targets", []),

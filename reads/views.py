@@ -4,6 +4,7 @@ there) and write through reads.services; an htmx request gets a partial of the p
 Responses are never typed by anyone: the live panel and the signed read both come from reads.recist."""
 
 import datetime
+import json
 from decimal import Decimal
 
 from django.contrib import messages
@@ -138,6 +139,22 @@ def _describe(lesions: dict, baseline: dict | None = None) -> dict:
             "first_seen": lesions.get("new_lesion_first_seen_visit", "")}
 
 
+def _viewer_uids(request, task: ReadTask, view) -> tuple[str, str]:
+    """The viewer's studies (JSON lists of de-identified Study Instance UIDs): this timepoint's, and at a
+    follow-up the baseline's from the reader's own signed baseline task (fetched as that reader, so blinded)."""
+    current = [s.study_uid for s in view.studies if s.study_uid]
+    baseline = []
+    if not view.is_baseline and view.earlier:
+        first = (ReadTask.objects.filter(subject_id=task.subject_id, slot=task.slot, status=ReadTask.Status.SIGNED)
+                 .order_by("visit__nominal_date", "visit_id").first())
+        try:
+            studies = selectors.task_for_reader(user=request.user, task_id=first.pk).studies if first else []
+        except Http404:  # the baseline was read by someone else (a reassigned subject): not shown
+            studies = []
+        baseline = [s.study_uid for s in studies if s.study_uid]
+    return (json.dumps(current) if current else ""), (json.dumps(baseline) if baseline else "")
+
+
 def _task_page(request, task_id: int, *, lesions: dict | None = None, form_errors: list[str] | None = None,
                sign_error: str = "", correct_error: str = "", reason: str = "", correcting: bool = False,
                error: str = "", status: int = 200):
@@ -157,7 +174,14 @@ def _task_page(request, task_id: int, *, lesions: dict | None = None, form_error
         lesions and not signed or correcting or form_errors) else None
     baseline = _baseline_lesions(view)
     signatures = selectors.read_signatures_for_reader(user=request.user, task_id=task_id)
+    viewer_study_uids, viewer_baseline_uids = _viewer_uids(request, task, view)
+    shown_annotations = (current.lesions.get("annotations") if signed and not correcting and current
+                         and isinstance(current.lesions, dict) else None)
     context = {
+        "viewer_study_uids": viewer_study_uids, "viewer_baseline_uids": viewer_baseline_uids,
+        # the signed read's measurements, drawn (locked) in the viewer
+        "signed_annotations": [(lid, forms.annotation_json(current.lesions, lid))
+                               for lid in sorted(shown_annotations)] if isinstance(shown_annotations, dict) else [],
         "view": view, "trial": task.subject.trial, "signed": signed, "editable": view.status == "in_progress",
         "correcting": correcting or bool(correct_error), "rows": _rows(view, lesions),
         "assessment": assessment, "sign_error": sign_error, "error": error, "correct_error": correct_error, "reason": reason,

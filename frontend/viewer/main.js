@@ -8,6 +8,7 @@ import {
   init as toolsInit, addTool, ToolGroupManager, Enums as ToolEnums, annotation, synchronizers,
   WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, BidirectionalTool, utilities as toolUtilities,
 } from "@cornerstonejs/tools";
+import { addFromGeometry, imageIdFor, removeLesion, toGeometry } from "./measure.js";
 
 // centre / width in Hounsfield units
 export const PRESETS = {
@@ -80,6 +81,12 @@ class Viewer {
     this.primary = "wl";
     this.series = [];
     this.loaded = {};
+    // in the read form: this timepoint's de-identified studies, and at a follow-up the baseline's (left pane)
+    const uids = (name) => (element.dataset[name] ? JSON.parse(element.dataset[name]) : null);
+    this.studyUids = uids("studyUids");
+    this.baselineUids = uids("baselineStudyUids") || [];
+    this.currentPane = this.baselineUids.length && this.panes[1] ? this.panes[1].dataset.viewport : this.panes[0].dataset.viewport;
+    this.pending = null;  // the lesion a measure button armed the tool for
   }
 
   say(text) { if (this.status) this.status.textContent = text; }
@@ -119,7 +126,19 @@ class Viewer {
       ToolEnums.Events.ANNOTATION_REMOVED]) {
       eventTarget.addEventListener(event, () => this.listMeasurements());
     }
+    eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_COMPLETED, (evt) => this.measured(evt.detail.annotation));
+    // a lesion's measurement whose handles the reader drags: the form follows
+    eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_MODIFIED, (evt) => {
+      const ann = evt.detail.annotation;
+      if (evt.detail.changeType !== ToolEnums.ChangeTypes.HandlesUpdated || !ann?.metadata?.corelabLesion || ann.isLocked) return;
+      const tool = ann.metadata.toolName === BidirectionalTool.toolName ? "bidirectional" : "length";
+      const button = [...document.querySelectorAll("[data-measure-lesion]")].find(
+        (b) => b.dataset.measureLesion === ann.metadata.corelabLesion && b.dataset.measureTool === tool);
+      if (button) this.fill(button, ann);
+    });
     await this.loadStudies();
+    if (this.element.dataset.state === "ready") await this.restoreAnnotations();
+    this.wireLesionButtons();
   }
 
   wireToolbar() {
@@ -174,16 +193,17 @@ class Viewer {
     this.say("Loading the study…");
     let entry;
     try {
-      entry = await getJson(this.element.dataset.studyUrl);
+      entry = this.studyUids ? { study_uids: this.studyUids } : await getJson(this.element.dataset.studyUrl);
     } catch (error) {
       this.say(error.status === 404 ? "No archived images of this study to show yet." : `Could not load the study (${error.message}).`);
       this.element.dataset.state = "empty";
       return;
     }
-    for (const studyUid of entry.study_uids) {
+    const studies = [...this.baselineUids.map((uid) => [uid, "baseline"]), ...entry.study_uids.map((uid) => [uid, "current"])];
+    for (const [studyUid, role] of studies) {
       const series = await getJson(`${this.root}/studies/${studyUid}/series`);
       for (const s of series) {
-        this.series.push({ studyUid, seriesUid: value(s, "0020000E"), number: value(s, "00200011"),
+        this.series.push({ studyUid, role, seriesUid: value(s, "0020000E"), number: value(s, "00200011"),
           modality: value(s, "00080060") || "", description: value(s, "0008103E") || "",
           count: value(s, "00201209") || 0 });
       }
@@ -194,9 +214,18 @@ class Viewer {
       this.element.dataset.state = "empty";
       return;
     }
-    const [first, second] = this.series;
-    await this.show(this.panes[0].dataset.viewport, first);
-    if (this.panes[1]) await this.show(this.panes[1].dataset.viewport, second || first);
+    if (this.baselineUids.length && this.panes[1]) {
+      // follow-up: baseline on the left, this timepoint on the right
+      const baseline = this.series.find((s) => s.role === "baseline");
+      const current = this.series.find((s) => s.role === "current");
+      await this.show(this.panes[0].dataset.viewport, baseline || current);
+      await this.show(this.panes[1].dataset.viewport, current || baseline);
+      this.activate(this.currentPane);
+    } else {
+      const [first, second] = this.series;
+      await this.show(this.panes[0].dataset.viewport, first);
+      if (this.panes[1]) await this.show(this.panes[1].dataset.viewport, second || first);
+    }
     this.element.dataset.state = "ready";
     this.say(`${this.series.length} series. Scroll with the wheel, drag to window, right-drag to zoom, middle-drag to pan.`);
   }
@@ -207,7 +236,7 @@ class Viewer {
       const button = document.createElement("button");
       button.type = "button";
       button.dataset.series = String(n);
-      button.textContent = `Series ${s.number ?? "?"} · ${s.modality} · ${s.count} image${s.count === 1 ? "" : "s"}${s.description ? ` · ${s.description}` : ""}`;
+      button.textContent = `${s.role === "baseline" ? "Baseline · " : ""}Series ${s.number ?? "?"} · ${s.modality} · ${s.count} image${s.count === 1 ? "" : "s"}${s.description ? ` · ${s.description}` : ""}`;
       button.addEventListener("click", () => this.show(this.active, s));
       item.append(button);
       return item;
@@ -239,7 +268,7 @@ class Viewer {
     // fetch the rest of the series in the background, nearest slices first, so scrolling finds them cached
     toolUtilities.stackPrefetch.enable(vp.element);
     this.loaded[paneName] = { series, firstImageMs: performance.now() - started };
-    pane.querySelector("[data-viewport-label]").textContent = `Series ${series.number ?? "?"} · ${series.modality}`;
+    pane.querySelector("[data-viewport-label]").textContent = `${series.role === "baseline" ? "Baseline · " : ""}Series ${series.number ?? "?"} · ${series.modality}`;
     this.showSlice(pane);
   }
 
@@ -274,7 +303,113 @@ class Viewer {
         voi: voi ? [voi.lower, voi.upper] : null, firstImageMs: this.loaded[pane.dataset.viewport]?.firstImageMs };
     }
     return { state: this.element.dataset.state, panes,
-      measurements: annotation.state.getAllAnnotations().map((a) => ({ tool: a.metadata?.toolName, stats: a.data?.cachedStats })) };
+      measurements: annotation.state.getAllAnnotations().map((a) => ({ tool: a.metadata?.toolName, stats: a.data?.cachedStats,
+        lesion: a.metadata?.corelabLesion, label: a.data?.label, locked: Boolean(a.isLocked), imageId: a.metadata?.referencedImageId,
+        index: this.panes.map((p) => this.viewport(p.dataset.viewport).getImageIds().indexOf(a.metadata?.referencedImageId))
+          .find((i) => i >= 0) ?? -1 })) };
+  }
+
+  // -- measuring in the read form (templates/reads/task.html) ----------------------------------------------
+
+  wireLesionButtons() {
+    for (const button of document.querySelectorAll("[data-measure-lesion]")) {
+      button.disabled = this.element.dataset.state !== "ready";
+      button.addEventListener("click", () => this.arm(button));
+    }
+    for (const button of document.querySelectorAll("[data-goto-baseline]")) {
+      button.disabled = this.element.dataset.state !== "ready";
+      button.addEventListener("click", () => this.gotoBaseline(JSON.parse(button.dataset.gotoBaseline), button.dataset.label));
+    }
+  }
+
+  arm(button) {
+    this.pending = button;
+    for (const other of document.querySelectorAll("[data-measure-lesion]")) {
+      other.setAttribute("aria-pressed", String(other === button));
+    }
+    this.activate(this.currentPane);
+    this.setPrimary(button.dataset.measureTool);
+    this.element.scrollIntoView({ block: "nearest", behavior: "instant" });  // the rows are below the viewer
+    this.say(`Draw the ${button.dataset.measureTool === "bidirectional" ? "long and short axes" : "long axis"} of ${button.dataset.label} on this timepoint's image.`);
+  }
+
+  measured(ann) {
+    const button = this.pending;
+    if (!button || !ann?.metadata || ann.metadata.corelabLesion) return;
+    // the pane drawn on is the active one (a pointerdown activates its pane)
+    if (this.active !== this.currentPane && this.baselineUids.length) {
+      this.say("Measure on this timepoint's images (the baseline pane is for comparison): the measurement was not used.");
+      return;
+    }
+    const lesion = button.dataset.measureLesion;
+    removeLesion(lesion);
+    ann.metadata.corelabLesion = lesion;
+    ann.data.label = button.dataset.label;
+    if (!this.fill(button, ann)) return;
+    this.pending = null;
+    button.setAttribute("aria-pressed", "false");
+    this.setPrimary("wl");
+  }
+
+  // the lesion's row gets the measurement: its diameter field(s), and the geometry in its hidden field
+  fill(button, ann) {
+    const geometry = toGeometry(ann);
+    if (!geometry) return false;
+    const form = button.form || document;
+    const field = (name) => (name ? form.querySelector(`[name="${name}"]`) : null);
+    const put = (name, mm) => { const input = field(name); if (input && mm !== undefined) input.value = String(mm); return input; };
+    const hidden = field(button.dataset.annotationField);
+    if (hidden) hidden.value = JSON.stringify(geometry);
+    const state = field(button.dataset.stateField);
+    if (state) state.value = "measured";
+    let changed;
+    if (button.dataset.valueField) {  // a follow-up's single diameter: short axis for a node, else long axis
+      changed = put(button.dataset.valueField, button.dataset.nodal === "true" && geometry.short_mm !== undefined ? geometry.short_mm : geometry.long_mm);
+    } else {
+      changed = put(button.dataset.longField, geometry.long_mm);
+      changed = put(button.dataset.shortField, geometry.short_mm) || changed;
+    }
+    this.say(`${button.dataset.label}: ${geometry.long_mm} mm${geometry.short_mm !== undefined ? ` × ${geometry.short_mm} mm` : ""} entered in the form.`);
+    // the form recomputes the responses (htmx) as if the reader had typed the value
+    changed?.dispatchEvent(new Event("input", { bubbles: true }));
+    changed?.dispatchEvent(new Event("change", { bubbles: true }));
+    return true;
+  }
+
+  async showGeometry(paneName, geometry, options) {
+    const series = this.series.find((s) => s.seriesUid === geometry.series_uid && s.studyUid === geometry.study_uid);
+    if (!series) return -1;
+    if (this.loaded[paneName]?.series !== series) await this.show(paneName, series);
+    const vp = this.viewport(paneName);
+    const index = vp.getImageIds().indexOf(imageIdFor(this.root, geometry));
+    if (index < 0) return -1;
+    removeLesion(options.lesion, { locked: Boolean(options.locked) });
+    addFromGeometry(vp, this.root, geometry, options);
+    return index;
+  }
+
+  // a saved draft (or a correction's read) shows its annotations again, on the slice they were drawn on
+  async restoreAnnotations() {
+    let first = -1;
+    for (const input of document.querySelectorAll("[data-annotation-lesion]")) {
+      if (!input.value) continue;
+      let geometry;
+      try { geometry = JSON.parse(input.value); } catch { continue; }
+      const index = await this.showGeometry(this.currentPane, geometry, { lesion: input.dataset.annotationLesion,
+        label: input.dataset.label, locked: input.hasAttribute("data-locked") });
+      if (first < 0) first = index;
+    }
+    if (first >= 0) await this.scrollTo(this.currentPane, first);
+    this.listMeasurements();
+  }
+
+  // a follow-up: the baseline pane jumps to the slice where the reader measured this lesion at baseline
+  async gotoBaseline(geometry, label) {
+    const pane = this.baselineUids.length ? this.panes[0].dataset.viewport : this.currentPane;
+    const index = await this.showGeometry(pane, geometry, { lesion: `baseline:${label}`, label: `${label} (baseline)`, locked: true });
+    if (index < 0) { this.say(`The baseline image of ${label} is not available.`); return; }
+    await this.scrollTo(pane, index);
+    this.say(`Baseline: ${label} was measured on slice ${index + 1}.`);
   }
 
   async scrollTo(paneName, index) {
