@@ -9,6 +9,8 @@ EXPECTED = {
     "manage.py", "config", "trials", "intake", "deid", "qc", "reads", "audit", "templates", "tests",
     "pyproject.toml", "docker-compose.yml", "README.md", "Makefile", ".ci", "bench", "static",
     "package.json", "package-lock.json", ".gitignore", "Dockerfile", ".dockerignore",
+    # the image viewer's sources and their bundler's configuration (built into static/build at set-up)
+    "frontend", "vite.config.js",
 }
 
 

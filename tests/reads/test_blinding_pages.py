@@ -86,8 +86,8 @@ def test_reader_a_sees_nothing_of_site_arm_reader_b_or_adjudication(named):
     assert "18 mm" in everything and "Ingrid Quasimodo" in everything  # own W6 read; own printed name to sign
     for url, body in bodies:
         scan(body, forbidden=[*common_forbidden(named), "reader2", "Oswald", "Zyxwright", "adjudicator",
-                              "Petronella", "Vantablack", "25.25", "Adjudicat", "adjudicat", "BICR"],
-             words=[COUNTRY], where=url)
+                              "Petronella", "Vantablack", "Adjudicat", "adjudicat", "BICR"],
+             words=[COUNTRY, "25.25"], where=url)  # a number as a word: "2.25.25…" is a pseudonymous UID
 
 
 def test_reader_b_sees_nothing_of_reader_a(named):

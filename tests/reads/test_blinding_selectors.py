@@ -6,6 +6,7 @@ study rows carry a real pseudonymous UID and a shifted date."""
 import dataclasses
 import datetime
 import json
+import re
 
 import pytest
 from django.http import Http404
@@ -116,6 +117,11 @@ def never_in(body: str, *values: str) -> None:
         assert value not in body, f"{value!r} leaked"
 
 
+def number_never_in(body: str, number: str) -> None:
+    """A measurement as a number of its own: a pseudonymous UID ("2.25.25…") or a time may hold its digits."""
+    assert not re.search(rf"(?<![\d.:]){re.escape(number)}(?!\d)", body), f"{number!r} leaked"
+
+
 def test_a_readers_worklist_and_task_views_carry_nothing_they_must_not_see(seeded):
     reader1 = seeded.users["reader1"]
     rows = worklist_for(user=reader1, trial=seeded.trial)
@@ -123,8 +129,9 @@ def test_a_readers_worklist_and_task_views_carry_nothing_they_must_not_see(seede
     body = dump([rows, views])
 
     assert "XK-7Q" in body and "W6" in body  # what a reader does see
-    never_in(body, SITE_NAME, SITE_NUMBER, f'"{COUNTRY}"', ARM, "reader2", "adjudicator", "25.25", RATIONALE,
+    never_in(body, SITE_NAME, SITE_NUMBER, f'"{COUNTRY}"', ARM, "reader2", "adjudicator", RATIONALE,
              "RATIONALE", '"selected"', "adjudication")
+    number_never_in(body, "25.25")
     assert {v.timepoint for v in views} == {"BL", "W6"}
 
 
