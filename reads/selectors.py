@@ -7,6 +7,7 @@ subjects came out. Rows are plain dataclasses, so a page cannot reach a related 
 The adjudicator sees the two reads labelled A and B, never who made them.
 """
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -263,6 +264,37 @@ def read_signatures_for_reader(*, user, task_id: int) -> dict[int, list]:
     return {read.version: signature_list_for_record(record_type="reads.read", record_id=read.record_id,
                                                     content=read_signed_content(read=read))
             for read in task.reads.exclude(signature=None).select_related("task__subject", "task__visit")}
+
+
+@dataclass(frozen=True)
+class AdjudicationImages:
+    """What the adjudication page's viewer shows: the baseline's studies on the left, the later timepoints'
+    (latest first) on the right, and both readers' signed measurements, labelled by slot only."""
+    baseline_uids: list[str]
+    later_uids: list[str]
+    annotations: list[tuple[str, str, str]]  # (key, label, geometry as JSON)
+
+
+def adjudication_images(*, user, adj_id: int) -> AdjudicationImages:
+    from .dicomweb.selectors import study_uids_for_visits
+
+    view = adjudication_for(user=user, adj_id=adj_id)
+    adj = Adjudication.objects.get(pk=view.adjudication_id)
+    reads = list(Read.objects.filter(pk__in=[*adj.reads_a, *adj.reads_b]).select_related("task__visit")
+                 .order_by("task__visit__nominal_date", "task__visit_id", "task__slot"))
+    visit_ids = list(dict.fromkeys(r.task.visit_id for r in reads))
+    uids = study_uids_for_visits(user=user, visit_ids=visit_ids)
+    later = [uid for visit_id in reversed(visit_ids[1:]) for uid in uids.get(visit_id, [])]
+    annotations = []
+    for read in reads:
+        measured = read.lesions.get("annotations") if isinstance(read.lesions, dict) else None
+        for lesion_id, geometry in sorted((measured or {}).items()):
+            if isinstance(geometry, dict):
+                label = f"{read.task.slot} · {read.task.visit.timepoint} · {lesion_id}"
+                annotations.append((f"{read.task.slot}:{read.task.visit.timepoint}:{lesion_id}", label,
+                                    json.dumps(geometry, separators=(",", ":"))))
+    return AdjudicationImages(baseline_uids=uids.get(visit_ids[0], []) if visit_ids else [], later_uids=later,
+                              annotations=annotations)
 
 
 def adjudication_get_for_adjudicator(*, user, adj_id: int) -> Adjudication:

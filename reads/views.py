@@ -336,7 +336,12 @@ def _adjudication_page(request, adj_id: int, *, error: str = "", form: dict | No
     view = selectors.adjudication_for(user=request.user, adj_id=adj_id)
     adj = selectors.adjudication_get_for_adjudicator(user=request.user, adj_id=adj_id)
     timepoints, summary = _slot_columns(view)
-    context = {"view": view, "trial": adj.trial, "triggers": triggers_in_words(view.triggers),
+    images = selectors.adjudication_images(user=request.user, adj_id=adj_id)
+    current, baseline = images.later_uids or images.baseline_uids, images.baseline_uids if images.later_uids else []
+    context = {"viewer_study_uids": json.dumps(current) if current else "",
+               "viewer_baseline_uids": json.dumps(baseline) if baseline else "",
+               "reader_annotations": images.annotations,
+               "view": view, "trial": adj.trial, "triggers": triggers_in_words(view.triggers),
                "timepoints": timepoints, "summary": summary, "error": error, "form": form or {},
                "printed_name": _printed_name(request.user), "meaning": services.ADJUDICATION_MEANING,
                "signatures": selectors.adjudication_signatures(user=request.user, adj_id=adj_id),

@@ -8,7 +8,9 @@ Who sees what (anything else is 404, never 403, so existence does not leak):
 - Readers (Perm.READ): the accepted studies of the timepoints of their own live read tasks that are signed
   or unlocked (the earlier timepoints signed first), so a follow-up can be read beside its baseline. Their
   responses carry no site identity (``dicom.SITE_IDENTITY_TAGS``).
-- Site coordinators, sponsors and adjudicators: nothing here.
+- Adjudicators (Perm.ADJUDICATE): the accepted studies of the timepoints compared in the adjudications
+  assigned to them (open or resolved), blinded like readers, so they can see what readers A and B measured.
+- Site coordinators and sponsors: nothing here.
 
 The UIDs are the de-identified ones, as de-identification recorded them on the released DeidRecord;
 attributes come from the archived file's header, read once and cached in Redis under its sha256 (an archived
@@ -26,7 +28,7 @@ from deid.models import DeidRecord
 from intake.models import ImagingStudy, Instance
 from trials.permissions import Perm, trial_ids_with
 
-from ..models import ReadTask
+from ..models import Adjudication, Read, ReadTask
 from ..services import lock_reason
 from . import dicom
 
@@ -57,17 +59,45 @@ def _reader_visit_ids(*, user, trial_ids: set[int]) -> set[int]:
     return {t.visit_id for t in tasks if t.status == ReadTask.Status.SIGNED or not lock_reason(task=t)}
 
 
+def _adjudicated_visit_ids(*, user, trial_ids: set[int]) -> set[int]:
+    """Visits whose reads are compared in the adjudications assigned to the user, open or resolved."""
+    read_ids = set()
+    for reads_a, reads_b in (Adjudication.objects
+                             .filter(adjudicator__user=user, adjudicator__active=True, trial_id__in=trial_ids)
+                             .exclude(status=Adjudication.Status.SUPERSEDED).values_list("reads_a", "reads_b")):
+        read_ids.update(reads_a, reads_b)
+    return set(Read.objects.filter(pk__in=read_ids).values_list("task__visit_id", flat=True))
+
+
 def study_scope_for_user(*, user) -> tuple[Q, set[int]]:
     """(a filter on ImagingStudy the user may see, the trials in which they see blinded)."""
     if user is None or not user.is_authenticated or not user.is_active:
         return Q(pk__in=[]), set()
     oversight = trial_ids_with(user=user, perm=Perm.QC_REVIEW) | trial_ids_with(user=user, perm=Perm.VIEW_AUDIT)
     reading = trial_ids_with(user=user, perm=Perm.READ) - oversight
+    adjudicating = trial_ids_with(user=user, perm=Perm.ADJUDICATE) - oversight
     scope = Q(trial_id__in=oversight, status__in=OVERSIGHT_STATUSES)
+    visits = set()
     if reading:
-        visits = _reader_visit_ids(user=user, trial_ids=reading)
-        scope |= Q(trial_id__in=reading, visit_id__in=visits, status=S.ACCEPTED)
-    return scope, reading
+        visits |= _reader_visit_ids(user=user, trial_ids=reading)
+    if adjudicating:
+        visits |= _adjudicated_visit_ids(user=user, trial_ids=adjudicating)
+    if visits:
+        scope |= Q(trial_id__in=reading | adjudicating, visit_id__in=visits, status=S.ACCEPTED)
+    return scope, reading | adjudicating
+
+
+def study_uids_for_visits(*, user, visit_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The de-identified Study Instance UIDs of each visit's studies the user may see (the viewer's entry)."""
+    scope, _ = study_scope_for_user(user=user)
+    found: dict[int, list[str]] = {}
+    rows = (DeidRecord.objects.filter(outcome=DeidRecord.Outcome.RELEASED, output_storage="archive",
+                                      instance__study__in=ImagingStudy.objects.filter(scope, visit_id__in=visit_ids))
+            .exclude(study_uid="").order_by("instance__study__visit_id", "study_uid")
+            .values_list("instance__study__visit_id", "study_uid").distinct())
+    for visit_id, study_uid in rows:
+        found.setdefault(visit_id, []).append(study_uid)
+    return found
 
 
 def instance_rows_for_user(*, user, study_uid: str | None = None, series_uid: str | None = None,
