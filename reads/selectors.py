@@ -139,6 +139,20 @@ def task_for_reader(*, user, task_id: int) -> TaskView:
                     earlier=[(r.task.visit.timepoint, _read_row(r)) for r in earlier])
 
 
+def baseline_study_uids_for_reader(*, user, task: ReadTask) -> list[str]:
+    """The de-identified Study UIDs of the reader's own signed baseline of the task's subject (the viewer's left
+    pane at a follow-up), fetched as that reader so they stay blinded; [] when someone else read the baseline."""
+    first = (ReadTask.objects.filter(subject_id=task.subject_id, slot=task.slot, status=ReadTask.Status.SIGNED)
+             .order_by("visit__nominal_date", "visit_id").first())
+    if first is None:
+        return []
+    try:
+        studies = task_for_reader(user=user, task_id=first.pk).studies
+    except Http404:  # the baseline was read by someone else (a reassigned subject): not shown
+        return []
+    return [s.study_uid for s in studies if s.study_uid]
+
+
 @dataclass(frozen=True)
 class AdjudicationView:
     adjudication_id: int

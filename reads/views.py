@@ -145,13 +145,7 @@ def _viewer_uids(request, task: ReadTask, view) -> tuple[str, str]:
     current = [s.study_uid for s in view.studies if s.study_uid]
     baseline = []
     if not view.is_baseline and view.earlier:
-        first = (ReadTask.objects.filter(subject_id=task.subject_id, slot=task.slot, status=ReadTask.Status.SIGNED)
-                 .order_by("visit__nominal_date", "visit_id").first())
-        try:
-            studies = selectors.task_for_reader(user=request.user, task_id=first.pk).studies if first else []
-        except Http404:  # the baseline was read by someone else (a reassigned subject): not shown
-            studies = []
-        baseline = [s.study_uid for s in studies if s.study_uid]
+        baseline = selectors.baseline_study_uids_for_reader(user=request.user, task=task)
     return (json.dumps(current) if current else ""), (json.dumps(baseline) if baseline else "")
 
 
