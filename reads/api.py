@@ -41,6 +41,8 @@ class ReadWorklistRowOutput(serializers.Serializer):
     locked = serializers.BooleanField()
     lock_reason = serializers.CharField(allow_blank=True, help_text="what to sign first")
     position = serializers.IntegerField(help_text="the subject's place in the recorded random order")
+    stale_because = serializers.CharField(allow_blank=True, help_text="why the signed responses are out of date: "
+                                          "an earlier timepoint was signed again since; correct this read")
 
 
 class ReadEarlierOutput(serializers.Serializer):
@@ -60,6 +62,8 @@ class ReadTaskOutput(serializers.Serializer):
     current = ReadOutput(allow_null=True)
     versions = ReadOutput(many=True)
     earlier = ReadEarlierOutput(many=True, help_text="your own signed earlier timepoints of this subject")
+    stale_because = serializers.CharField(allow_blank=True, help_text="why the signed responses are out of date "
+                                          "('' when current): correct this read to recompute them")
 
 
 def _task(view) -> dict:

@@ -55,6 +55,7 @@ class WorklistRow:
     lock_reason: str
     position: int  # the subject's place in the reader's recorded random order
     order: int     # then timepoints in visit order
+    stale_because: str = ""  # see stale_reasons()
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class TaskView:
     versions: list[ReadRow]
     # the reader's own signed earlier timepoints of this subject, in order: lesions to follow up
     earlier: list[tuple[str, ReadRow]] = field(default_factory=list)
+    stale_because: str = ""  # see stale_reasons()
 
 
 def _reader(*, user, trial_id: int) -> Reader | None:
@@ -80,6 +82,39 @@ def _reader(*, user, trial_id: int) -> Reader | None:
 def _read_row(read: Read) -> ReadRow:
     return ReadRow(version=read.version, status=read.status, lesions=read.lesions, responses=read.responses,
                    overall=read.overall, signed_at=read.signed_at, correction_reason=read.correction_reason)
+
+
+def stale_reasons(tasks: list[ReadTask]) -> dict[int, str]:
+    """Why signed tasks' responses are out of date, by task id (tasks whose responses are current are absent).
+
+    A read's responses are computed over the reader's history (against the baseline sum, the nadir, an earlier
+    progression) when it is signed. When an earlier timepoint of the same subject and slot is signed again
+    later (corrected, or read again after a rescan), the stored responses came from that timepoint's previous
+    version. Signed records are never recomputed silently: correcting the read recomputes them."""
+    signed = [t for t in tasks if t.status == ReadTask.Status.SIGNED]
+    if not signed:
+        return {}
+    rows = (Read.objects.filter(task__subject_id__in={t.subject_id for t in signed}, status=Read.Status.SIGNED,
+                                task__status__in=ReadTask.LIVE, signed_at__isnull=False)
+            .values_list("task_id", "task__subject_id", "task__slot", "task__visit__nominal_date",
+                         "task__visit__label", "signed_at", "version")
+            .order_by("task__visit__nominal_date", "signed_at"))
+    rows = list(rows)
+    own = {row[0]: row for row in rows}
+    reasons = {}
+    for task in signed:
+        mine = own.get(task.pk)
+        if mine is None:
+            continue
+        _, subject_id, slot, day, _, signed_at, _ = mine
+        newer = next((row for row in rows if row[1] == subject_id and row[2] == slot and row[3] < day
+                      and row[5] > signed_at), None)
+        if newer is not None:
+            what = "corrected" if newer[6] > 1 else "read again"
+            reasons[task.pk] = (f"{newer[4]} was {what} on {newer[5]:%Y-%m-%d %H:%M} UTC, after this read was "
+                                "signed: its responses were computed from the earlier version. Correct this read "
+                                "to recompute them.")
+    return reasons
 
 
 def worklist_for(*, user, trial: Trial) -> list[WorklistRow]:
@@ -92,13 +127,16 @@ def worklist_for(*, user, trial: Trial) -> list[WorklistRow]:
     position = {subject_id: i for i, subject_id in enumerate(order.order if order else [])}
     tasks = (ReadTask.objects.filter(reader=reader, status__in=ReadTask.LIVE)
              .select_related("subject", "visit").order_by("visit__nominal_date", "pk"))
+    tasks = list(tasks)
+    stale = stale_reasons(tasks)
     rows = []
     for n, task in enumerate(tasks):
         reason = "" if task.status == ReadTask.Status.SIGNED else lock_reason(task=task)
         rows.append(WorklistRow(task_id=task.pk, subject_code=task.subject.code, timepoint=task.visit.timepoint,
                                 timepoint_label=task.visit.label, scan_date=task.scan_date, status=task.status,
                                 locked=bool(reason), lock_reason=reason,
-                                position=position.get(task.subject_id, len(position)), order=n))
+                                position=position.get(task.subject_id, len(position)), order=n,
+                                stale_because=stale.get(task.pk, "")))
     return sorted(rows, key=lambda r: (r.position, r.order))
 
 
@@ -136,7 +174,8 @@ def task_for_reader(*, user, task_id: int) -> TaskView:
                     timepoint_label=task.visit.label, scan_date=task.scan_date, status=task.status,
                     is_baseline=task.visit_id == first_visit, studies=_studies(task),
                     current=_read_row(current) if current else None, versions=[_read_row(r) for r in reads],
-                    earlier=[(r.task.visit.timepoint, _read_row(r)) for r in earlier])
+                    earlier=[(r.task.visit.timepoint, _read_row(r)) for r in earlier],
+                    stale_because=stale_reasons([task]).get(task.pk, ""))
 
 
 def baseline_study_uids_for_reader(*, user, task: ReadTask) -> list[str]:
