@@ -33,7 +33,7 @@ class ReadOutput(serializers.Serializer):
 
 class ReadWorklistRowOutput(serializers.Serializer):
     task_id = serializers.IntegerField()
-    subject_code = serializers.CharField(help_text="the subject's pseudonym")
+    reading_id = serializers.CharField(help_text="the subject's reading ID (reads.blinding), never its code")
     timepoint = serializers.CharField()
     timepoint_label = serializers.CharField()
     scan_date = serializers.DateField(help_text="shifted")
@@ -52,7 +52,7 @@ class ReadEarlierOutput(serializers.Serializer):
 
 class ReadTaskOutput(serializers.Serializer):
     task_id = serializers.IntegerField()
-    subject_code = serializers.CharField()
+    reading_id = serializers.CharField(help_text="the subject's reading ID (reads.blinding)")
     timepoint = serializers.CharField()
     timepoint_label = serializers.CharField()
     scan_date = serializers.DateField()
@@ -145,7 +145,7 @@ class AdjudicationSlotReadsOutput(serializers.Serializer):
 
 class AdjudicationOutput(serializers.Serializer):
     adjudication_id = serializers.IntegerField()
-    subject_code = serializers.CharField()
+    reading_id = serializers.CharField(help_text="the subject's reading ID (reads.blinding)")
     status = serializers.CharField(help_text="open or resolved")
     triggers = serializers.JSONField(help_text='[{"kind": "overall"|"bor"|"pd_date", "visit", "A", "B"}]')
     visits = serializers.ListField(child=serializers.CharField())

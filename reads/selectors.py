@@ -19,6 +19,7 @@ from intake.models import ImagingStudy
 from trials.models import Trial
 from trials.permissions import Perm, has_perm, require
 
+from .blinding import reading_id
 from .exceptions import TimepointLocked
 from .models import Adjudication, BicrResult, Read, Reader, ReadTask, WorklistOrder
 from .services import lock_reason, shifted_date
@@ -46,7 +47,7 @@ class ReadRow:
 @dataclass(frozen=True)
 class WorklistRow:
     task_id: int
-    subject_code: str
+    reading_id: str  # reads.blinding: never the subject code, which can name the site
     timepoint: str
     timepoint_label: str
     scan_date: date
@@ -61,7 +62,7 @@ class WorklistRow:
 @dataclass(frozen=True)
 class TaskView:
     task_id: int
-    subject_code: str
+    reading_id: str  # reads.blinding: never the subject code, which can name the site
     timepoint: str
     timepoint_label: str
     scan_date: date
@@ -126,13 +127,14 @@ def worklist_for(*, user, trial: Trial) -> list[WorklistRow]:
     order = WorklistOrder.objects.filter(reader=reader).order_by("-created_at", "-pk").first()
     position = {subject_id: i for i, subject_id in enumerate(order.order if order else [])}
     tasks = (ReadTask.objects.filter(reader=reader, status__in=ReadTask.LIVE)
-             .select_related("subject", "visit").order_by("visit__nominal_date", "pk"))
+             .select_related("subject__trial", "visit").order_by("visit__nominal_date", "pk"))
     tasks = list(tasks)
     stale = stale_reasons(tasks)
     rows = []
     for n, task in enumerate(tasks):
         reason = "" if task.status == ReadTask.Status.SIGNED else lock_reason(task=task)
-        rows.append(WorklistRow(task_id=task.pk, subject_code=task.subject.code, timepoint=task.visit.timepoint,
+        rows.append(WorklistRow(task_id=task.pk, reading_id=reading_id(subject=task.subject),
+                                timepoint=task.visit.timepoint,
                                 timepoint_label=task.visit.label, scan_date=task.scan_date, status=task.status,
                                 locked=bool(reason), lock_reason=reason,
                                 position=position.get(task.subject_id, len(position)), order=n,
@@ -170,7 +172,7 @@ def task_for_reader(*, user, task_id: int) -> TaskView:
                                    task__visit__nominal_date__lt=task.visit.nominal_date)
                .select_related("task__visit").order_by("task__visit__nominal_date"))
     first_visit = task.subject.visits.order_by("nominal_date", "pk").values_list("pk", flat=True).first()
-    return TaskView(task_id=task.pk, subject_code=task.subject.code, timepoint=task.visit.timepoint,
+    return TaskView(task_id=task.pk, reading_id=reading_id(subject=task.subject), timepoint=task.visit.timepoint,
                     timepoint_label=task.visit.label, scan_date=task.scan_date, status=task.status,
                     is_baseline=task.visit_id == first_visit, studies=_studies(task),
                     current=_read_row(current) if current else None, versions=[_read_row(r) for r in reads],
@@ -195,7 +197,7 @@ def baseline_study_uids_for_reader(*, user, task: ReadTask) -> list[str]:
 @dataclass(frozen=True)
 class AdjudicationView:
     adjudication_id: int
-    subject_code: str
+    reading_id: str  # reads.blinding: never the subject code, which can name the site
     status: str
     triggers: list[dict]
     visits: list[str]
@@ -223,11 +225,11 @@ def adjudication_list_for(*, user, trial: Trial) -> list[AdjudicationView]:
 
 def adjudication_for(*, user, adj_id: int) -> AdjudicationView:
     """An adjudication assigned to the user, reads labelled A/B only. Http404 for anyone else."""
-    adj = Adjudication.objects.select_related("subject", "adjudicator").filter(pk=adj_id).first()
+    adj = Adjudication.objects.select_related("subject__trial", "adjudicator").filter(pk=adj_id).first()
     if adj is None or adj.adjudicator is None or adj.adjudicator.user_id != getattr(user, "pk", None) or not has_perm(
             user=user, perm=Perm.ADJUDICATE, trial_id=adj.trial_id):
         raise Http404("No such adjudication")
-    return AdjudicationView(adjudication_id=adj.pk, subject_code=adj.subject.code, status=adj.status,
+    return AdjudicationView(adjudication_id=adj.pk, reading_id=reading_id(subject=adj.subject), status=adj.status,
                             triggers=adj.triggers, visits=adj.visits,
                             reads={"A": _slot_reads(adj.reads_a), "B": _slot_reads(adj.reads_b)},
                             selected=adj.selected, rationale=adj.rationale)
@@ -374,6 +376,7 @@ def adjudication_signatures(*, user, adj_id: int) -> list:
 class PoolTaskRow:
     task: ReadTask
     subject_code: str
+    reading_id: str  # what the readers know the subject by
     timepoint: str
     slot: str
     reader: str
@@ -409,11 +412,12 @@ def reader_pool_for(*, user, trial: Trial) -> dict:
     roles = set(roles_with(Perm.READ)) | set(roles_with(Perm.ADJUDICATE))
     candidates = (Membership.objects.filter(trial=trial, role__in=roles).exclude(user_id__in=in_pool)
                   .select_related("user").order_by("user__username"))
-    tasks = (ReadTask.objects.filter(trial=trial).select_related("subject", "visit", "reader__user")
+    tasks = (ReadTask.objects.filter(trial=trial).select_related("subject__trial", "visit", "reader__user")
              .order_by("subject__code", "visit__nominal_date", "slot", "pk"))
     return {"readers": readers,
             "candidates": sorted({m.user for m in candidates}, key=lambda u: u.get_username()),
-            "tasks": [PoolTaskRow(task=t, subject_code=t.subject.code, timepoint=t.visit.timepoint, slot=t.slot,
+            "tasks": [PoolTaskRow(task=t, subject_code=t.subject.code, reading_id=reading_id(subject=t.subject),
+                                  timepoint=t.visit.timepoint, slot=t.slot,
                                   reader=t.reader.user.get_username(), status=t.get_status_display())
                       for t in tasks],
             "version": ProtocolVersion.objects.filter(trial=trial, is_current=True).first()}

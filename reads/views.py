@@ -21,6 +21,7 @@ from trials.permissions import Perm
 from trials.selectors import trial_get_for_user
 
 from . import forms, recist, selectors, services
+from .blinding import reading_id
 from .exceptions import InvalidAssessment, ReadsError, TimepointLocked
 from .models import RECIST_11, ReadTask
 
@@ -156,7 +157,8 @@ def _task_page(request, task_id: int, *, lesions: dict | None = None, form_error
         view = selectors.task_for_reader(user=request.user, task_id=task_id)
     except TimepointLocked as exc:
         task = selectors.task_get_for_reader(user=request.user, task_id=task_id)
-        return render(request, "reads/task_locked.html", {"task": task, "subject_code": task.subject.code,
+        return render(request, "reads/task_locked.html", {"task": task,
+                                                          "reading_id": reading_id(subject=task.subject),
                                                           "label": task.visit.label, "reason": str(exc),
                                                           "trial": task.subject.trial}, status=409)
     task = selectors.task_get_for_reader(user=request.user, task_id=task_id)

@@ -28,6 +28,7 @@ from deid.models import DeidRecord
 from intake.models import ImagingStudy, Instance
 from trials.permissions import Perm, trial_ids_with
 
+from ..blinding import reading_id_for_code
 from ..models import Adjudication, Read, ReadTask
 from ..services import lock_reason
 from . import dicom
@@ -36,6 +37,7 @@ S = ImagingStudy.Status
 OVERSIGHT_STATUSES = (S.DEIDENTIFIED, S.QC_PENDING, S.ACCEPTED, S.REJECTED)
 HEADER_CACHE_SECONDS = 30 * 24 * 3600
 HEADER_CACHE_PREFIX = "dicomweb:header:v1:"
+PATIENT_ID, PATIENT_NAME = "00100020", "00100010"  # a blinded reader gets the reading ID in both
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,14 @@ def headers_for(rows: Iterable[InstanceRow]) -> dict[str, dict]:
 
 
 def header_json(row: InstanceRow, header: dict) -> dict:
-    """The instance's DICOM JSON as this row's user may see it."""
+    """The instance's DICOM JSON as this row's user may see it: a blinded reader's has no site identity, and
+    names the subject by its reading ID (reads.blinding) where de-identification wrote the subject code."""
     data = header["json"]
-    return dicom.without_site_identity(data) if row.blinded else dict(data)
+    if not row.blinded:
+        return dict(data)
+    data = dicom.without_site_identity(data)
+    code = (data.get(PATIENT_ID, {}).get("Value") or [""])[0]
+    alias = reading_id_for_code(trial_id=row.trial_id, code=str(code))
+    data[PATIENT_ID] = {"vr": "LO", "Value": [alias]}
+    data[PATIENT_NAME] = {"vr": "PN", "Value": [{"Alphabetic": alias}]}
+    return data

@@ -26,6 +26,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..blinding import reading_id_for_code
 from . import dicom, selectors
 from .selectors import InstanceRow
 
@@ -342,12 +343,15 @@ class QidoInstancesApi(DicomWebApi):
 
 # -- WADO-RS ------------------------------------------------------------------------------------------------
 
-def _blinded_file(stream) -> Iterator[bytes]:
-    """A reader's copy of one archived file: the site-identifying attributes removed, nothing else touched.
-    One instance at a time is rewritten in memory; the rest of the response still streams."""
+def _blinded_file(stream, row: InstanceRow) -> Iterator[bytes]:
+    """A reader's copy of one archived file: the site-identifying attributes removed and the subject named by
+    its reading ID (as ``selectors.header_json``), nothing else touched. One instance at a time is rewritten
+    in memory; the rest of the response still streams."""
     ds = pydicom.dcmread(stream)
     for tag in dicom.SITE_IDENTITY_TAGS:
         ds.pop(int(tag, 16), None)
+    alias = reading_id_for_code(trial_id=row.trial_id, code=str(ds.get("PatientID", "")))
+    ds.PatientID, ds.PatientName = alias, alias
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     yield out.getvalue()
@@ -358,7 +362,7 @@ def _instance_parts(rows: list[InstanceRow]) -> Iterator[tuple[str, Iterator[byt
 
     def body(row: InstanceRow) -> Iterator[bytes]:
         with archive.open(row.key, "rb") as stream:
-            yield from (_blinded_file(stream) if row.blinded else dicom.chunks(stream))
+            yield from (_blinded_file(stream, row) if row.blinded else dicom.chunks(stream))
 
     for row in rows:
         yield "application/dicom", body(row)

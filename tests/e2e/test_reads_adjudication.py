@@ -8,6 +8,7 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from qc.services import study_accept
+from reads.blinding import reading_id
 from reads.models import Adjudication, BicrResult, ReadTask
 from trials.models import Subject
 
@@ -95,7 +96,7 @@ def test_two_readers_disagree_and_the_adjudicator_resolves(app_server, browser, 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Reading").click()
     page.get_by_role("link", name="Adjudications").click()
     expect(page.locator(f"#reads-adjudication-{adjudication.pk}")).to_contain_text("overall response differs at W6")
-    page.get_by_role("link", name=SUBJECT).click()
+    page.get_by_role("link", name=reading_id(subject=subject)).click()  # the reading ID, never the subject code
     reads = page.locator("#adj-reads")
     expect(reads.locator('tr[data-timepoint="W6"] .adj-a')).to_contain_text("overall PR")
     expect(reads.locator('tr[data-timepoint="W6"] .adj-b')).to_contain_text("overall PD")

@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from audit.models import AuditEvent
+from reads.blinding import reading_id
 from reads.exceptions import NotEnoughReaders, ReaderNotQualified, ReaderUnavailable, ReadsError
 from reads.models import ReadTask, WorklistOrder
 from reads.selectors import worklist_for
@@ -187,8 +188,8 @@ def test_each_reader_worklist_order_is_a_recorded_reproducible_permutation(readi
     assert event.details == {"reader": reader.pk, "seed": record.seed, "order": expected}
 
     rows = worklist_for(user=reading.users["reader1"], trial=reading.trial)
-    codes = {s.pk: s.code for s in subjects}
-    assert [r.subject_code for r in rows] == [codes[pk] for pk in expected]
+    codes = {s.pk: reading_id(subject=s) for s in subjects}
+    assert [r.reading_id for r in rows] == [codes[pk] for pk in expected]
 
 
 def test_a_given_seed_gives_the_same_order(reading, enroll, accept):

@@ -2,10 +2,12 @@
 the manager's reader pool, through Django's test client against real PostgreSQL."""
 
 import datetime
+import re
 
 import pytest
 
 from audit.models import AuditEvent, ElectronicSignature
+from reads.blinding import reading_id
 from reads.demo import demo_readers_add
 from reads.models import Adjudication, BicrResult, Read, Reader, ReadTask
 from reads.services import read_save_draft
@@ -293,7 +295,8 @@ def disagreement(subject):
 def test_the_adjudicator_sees_a_and_b_with_the_triggers_in_words(client, adjudicator, reading, disagreement):
     client.force_login(adjudicator)
     listing = body(client.get(f"/reads/trials/{reading.trial.pk}/adjudications"))
-    assert "101-0001" in listing and "Awaiting you" in listing
+    assert reading_id(subject=disagreement.subject) in listing and "Awaiting you" in listing
+    assert "101-0001" not in listing  # the subject code names the site
     assert "overall response differs at W6: read A PR, read B PD" in listing
 
     page = body(client.get(f"/reads/adjudications/{disagreement.pk}"))
@@ -384,6 +387,9 @@ def test_the_manager_reassigns_and_rereads_with_reasons(client, trial_manager, r
     assert Read.objects.get(task=bl_a).status == Read.Status.SUPERSEDED  # kept, marked
     html = body(client.get(pool))
     assert "wrong series measured" in html and "reader2 left" in html
+    # the manager can tell which subject a reader's question is about
+    row = re.search(rf'<tr id="reads-pool-task-{bl_a.pk}">.*?</tr>', html, re.S).group(0)
+    assert subject.code in row and reading_id(subject=subject) in row
 
 
 @pytest.mark.parametrize("who", ["reader1", "adjudicator", "coordinator_site1", "sponsor", "outsider"])
