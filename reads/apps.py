@@ -12,12 +12,14 @@ class ReadsConfig(AppConfig):
         from trials.permissions import Perm
 
         from . import dashboard as panels
-        from . import demo, receivers
+        from . import demo, receivers, reports
 
         study_status_changed.connect(receivers.on_study_status_changed,
                                      dispatch_uid="reads.on_study_status_changed")
         sweeper.register(name="reads.timepoints", find=receivers.timepoints_without_tasks,
                          requeue=receivers.timepoint_tasks_ensure)
+        sweeper.register(name="reads.measurement_reports", find=reports.reports_stuck,
+                         requeue=reports.measurement_report_enqueue)
         demo.connect()
         navigation.register(navigation.NavItem("Reading", "reads-home",
                                                perm=(Perm.READ, Perm.ADJUDICATE, Perm.MANAGE_TRIAL), order=26))

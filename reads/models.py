@@ -265,3 +265,42 @@ class BicrResult(models.Model):
 
     def __str__(self) -> str:
         return f"BICR {self.subject.code} {self.visit.timepoint}: {self.overall}"
+
+
+class MeasurementReport(models.Model):
+    """A signed read's measurements on one study, as a DICOM SR (TID 1500) stored in the archive with the study.
+
+    Planned (pending) in the transaction that signs or corrects the read, made after commit by the task
+    ``reads.measurement_report_make``; a correction gets its own reports and the earlier ones stay. The UIDs
+    are fixed when the row is planned, so a retried task writes the same object.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Being made"
+        STORED = "stored", "Stored"
+        FAILED = "failed", "Could not be made"
+
+    read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="measurement_reports")
+    study = models.ForeignKey("intake.ImagingStudy", on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    # the de-identified study the report belongs to, and the report's own series and SOP instance
+    study_uid = models.CharField(max_length=64)
+    series_uid = models.CharField(max_length=64)
+    sop_uid = models.CharField(max_length=64, unique=True)
+    archive_key = models.CharField(max_length=255, blank=True, help_text="object name in archive storage")
+    sha256 = models.CharField(max_length=64, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    stored_at = models.DateTimeField(null=True, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["read", "study_uid"]
+        constraints = [models.UniqueConstraint(fields=["read", "study"], name="measurementreport_one_per_study")]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"measurement report of {self.read} ({self.get_status_display().lower()})"

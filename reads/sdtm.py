@@ -19,6 +19,15 @@ What the files hold, per subject (USUBJID = STUDYID + "-" + subject code; STUDYI
   lesions assessed one by one as "TUMSTATE" (or "LNSTATE" for nodes); and "SUMDIAM" (Sum of Diameter), the
   engine's sum_mm (at baseline the sum of the target diameters). TRLNKGRP groups a timepoint's records and is
   repeated on RS's overall response.
+- TRREFID links a diameter to its image evidence. A target the reader measured in the viewer has a DICOM SR
+  measurement report (TID 1500, ``reads.sr``, stored in the archive with the study); TRREFID is that report's
+  SOP Instance UID. SDTMIG defines --REFID as an internal or external identifier, an image identifier being its
+  example; the SR is the better identifier than the image itself, because it holds the measurement (the line,
+  in pixel coordinates, and the value in mm) *and* references the image and frame it was drawn on, and one
+  UID resolves through any DICOM archive. The report's Tracking Identifier of each lesion is its TULNKID /
+  TRLNKID (``R1-T1``), and its Tracking UID stays the same for one reader's lesion at every timepoint, so TU,
+  TR and the SR agree. TRREFID is empty for a lesion measured without the viewer, for records that are not
+  a measurement (TUMSTATE, SUMDIAM), and while the report is not stored yet (an export made later has it).
 - RS (RSCAT "RECIST 1.1"): per follow-up, "TRGRESP", "NTRGRESP", "NEWLIND" (Y/N: a new lesion, equivocal or
   not, was reported), "NEWLPROG" ("EQUIVOCAL" / "UNEQUIVOCAL", only when there is one, as the supplement shows)
   and "OVRLRESP"; per subject, "BESTRSP" (no visit). The responses are the ones the engine computed when the
@@ -49,7 +58,7 @@ from trials.models import Subject, Trial
 
 from . import recist
 from .metrics import oversight_allowed
-from .models import BicrResult, ReadTask
+from .models import BicrResult, MeasurementReport, ReadTask
 from .selectors import bicr_results
 from .services import baseline_visit, signed_history
 from .xport import Variable, xport_bytes
@@ -84,7 +93,8 @@ DOMAINS = {
         _v("TUEVAL", "char", "Evaluator"), _v("TUEVALID", "char", "Evaluator Identifier"),
         *VISITS, _v("TUDTC", "char", "Date/Time of Tumor/Lesion Identification")]),
     "TR": ("Tumor/Lesion Results", [
-        *COMMON, _v("TRSEQ", "num", "Sequence Number"), _v("TRLNKID", "char", "Link ID"),
+        *COMMON, _v("TRSEQ", "num", "Sequence Number"), _v("TRREFID", "char", "Reference ID"),
+        _v("TRLNKID", "char", "Link ID"),
         _v("TRLNKGRP", "char", "Link Group ID"), _v("TRTESTCD", "char", "Tumor/Lesion Assessment Short Name"),
         _v("TRTEST", "char", "Tumor/Lesion Assessment Test Name"),
         _v("TRORRES", "char", "Result or Finding in Original Units"), _v("TRORRESU", "char", "Original Units"),
@@ -157,14 +167,15 @@ def _method(lesion: dict) -> str:
     return METHODS.get(str(lesion.get("modality", "")).upper(), "")
 
 
-def _tr_measure(out: _Subject, *, visit_id, group: str, evalid: str, link: str, lesion: dict, value) -> None:
+def _tr_measure(out: _Subject, *, visit_id, group: str, evalid: str, link: str, lesion: dict, value,
+                refid: str = "") -> None:
     code, test = ("LPERP", "Longest Perpendicular") if lesion.get("nodal") else ("LDIAM", "Longest Diameter")
     common = {"TRLNKGRP": group, "TRTESTCD": code, "TRTEST": test, "TRMETHOD": _method(lesion),
-              "TREVAL": EVAL, "TREVALID": evalid}
+              "TREVAL": EVAL, "TREVALID": evalid, "TRREFID": refid}
     if isinstance(value, list):
         for k, part in enumerate(value, start=1):
             _tr_measure(out, visit_id=visit_id, group=group, evalid=evalid, link=f"{link}.{k}", lesion=lesion,
-                        value=part)
+                        value=part, refid=refid)
         return
     if value is None:
         out.add("TR", visit_id, TRLNKID=link, TRSTAT="NOT DONE", TRREASND="NOT EVALUABLE", **common)
@@ -200,8 +211,9 @@ def _tr_sum(out: _Subject, *, visit_id, group: str, evalid: str, total) -> None:
                 TRSTRESU="mm", **common)
 
 
-def _evaluator_lesions(out: _Subject, *, evalid: str, history: list) -> None:
-    """TU and TR of one reader's signed reads (baseline first)."""
+def _evaluator_lesions(out: _Subject, *, evalid: str, history: list, refs: dict[int, dict[str, str]]) -> None:
+    """TU and TR of one reader's signed reads (baseline first). ``refs``: read id -> lesion id -> the SOP
+    Instance UID of the stored measurement report holding the lesion's measurement (TRREFID)."""
     tag = SHORT[evalid]
     task, read = history[0]
     baseline = read.lesions
@@ -215,7 +227,7 @@ def _evaluator_lesions(out: _Subject, *, evalid: str, history: list) -> None:
                     TUEVALID=evalid)
     for lesion in baseline.get("targets", []):
         _tr_measure(out, visit_id=task.visit_id, group=group, evalid=evalid, link=f"{tag}-{lesion['id']}",
-                    lesion=lesion, value=lesion.get("mm"))
+                    lesion=lesion, value=lesion.get("mm"), refid=refs.get(read.pk, {}).get(lesion["id"], ""))
     for lesion in baseline.get("non_targets", []):
         _tr_state(out, visit_id=task.visit_id, group=group, evalid=evalid, link=f"{tag}-{lesion['id']}",
                   lesion=lesion, state="PRESENT")
@@ -226,7 +238,8 @@ def _evaluator_lesions(out: _Subject, *, evalid: str, history: list) -> None:
         group = f"{tag}-{task.visit.timepoint}"
         for lesion_id, value in (read.lesions.get("targets") or {}).items():
             _tr_measure(out, visit_id=task.visit_id, group=group, evalid=evalid, link=f"{tag}-{lesion_id}",
-                        lesion=lesions.get(lesion_id, {}), value=value)
+                        lesion=lesions.get(lesion_id, {}), value=value,
+                        refid=refs.get(read.pk, {}).get(lesion_id, ""))
         for lesion_id, state in (read.lesions.get("non_targets") or {}).items():
             _tr_state(out, visit_id=task.visit_id, group=group, evalid=evalid, link=f"{tag}-{lesion_id}",
                       lesion=lesions.get(lesion_id, {}), state=state)
@@ -264,7 +277,19 @@ def _responses(out: _Subject, *, evalid: str, history: list, accepted: dict[int,
                 RSORRES=bor, RSSTRESC=bor, RSEVAL=EVAL, RSEVALID=evalid, RSACPTFL=bor_flag)
 
 
-def _subject_records(*, trial: Trial, subject: Subject, dates: dict, bicr: list[dict]) -> _Subject:
+def _report_refs(*, trial: Trial) -> dict[int, dict[str, str]]:
+    """read id -> lesion id -> SOP Instance UID of the stored measurement report that holds its measurement."""
+    refs: dict[int, dict[str, str]] = {}
+    for report in (MeasurementReport.objects.filter(read__task__trial=trial, status=MeasurementReport.Status.STORED)
+                   .select_related("read__task")):
+        for lesion_id, geometry in (report.read.lesions.get("annotations") or {}).items():
+            if isinstance(geometry, dict) and geometry.get("study_uid") == report.study_uid:
+                refs.setdefault(report.read_id, {})[lesion_id] = report.sop_uid
+    return refs
+
+
+def _subject_records(*, trial: Trial, subject: Subject, dates: dict, bicr: list[dict],
+                     refs: dict[int, dict[str, str]] | None = None) -> _Subject:
     out = _Subject(trial=trial, subject=subject, dates=dates)
     baseline = baseline_visit(subject=subject)
     histories = {}
@@ -293,7 +318,7 @@ def _subject_records(*, trial: Trial, subject: Subject, dates: dict, bicr: list[
         return "Y" if mine else "N"
 
     for evalid, history in histories.items():
-        _evaluator_lesions(out, evalid=evalid, history=history)
+        _evaluator_lesions(out, evalid=evalid, history=history, refs=refs or {})
     for evalid, history in histories.items():
         _responses(out, evalid=evalid, history=history, accepted=accepted_for(evalid),
                    bor_flag=bor_flag(evalid, history))
@@ -317,10 +342,12 @@ def sdtm_datasets(*, trial: Trial) -> dict[str, list[dict]]:
     bicr: dict[int, list[dict]] = {}
     for row in bicr_results(trial=trial):
         bicr.setdefault(row["subject_id"], []).append(row)
+    refs = _report_refs(trial=trial)
     data = {"TU": [], "TR": [], "RS": []}
     subjects = Subject.objects.filter(trial=trial, read_tasks__isnull=False).distinct().order_by("code")
     for subject in subjects:
-        records = _subject_records(trial=trial, subject=subject, dates=dates, bicr=bicr.get(subject.pk, []))
+        records = _subject_records(trial=trial, subject=subject, dates=dates, bicr=bicr.get(subject.pk, []),
+                                   refs=refs)
         for domain, rows in records.rows.items():
             for seq, row in enumerate(rows, start=1):
                 row[f"{domain}SEQ"] = seq

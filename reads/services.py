@@ -50,6 +50,7 @@ from .models import (
     WorklistOrder,
     record_id_for,
 )
+from .reports import annotations_check_images, measurement_reports_plan
 
 log = logging.getLogger(__name__)
 T = ReadTask.Status
@@ -436,6 +437,7 @@ def read_save_draft(*, task: ReadTask, user, lesions: dict) -> Read:
     _ensure_writable(task)
     baseline = baseline_visit(subject=task.subject)
     lesions = _check_shape(lesions, baseline=baseline is not None and task.visit_id == baseline.pk)
+    annotations_check_images(task=task, lesions=lesions)
     draft = Read.objects.select_for_update().filter(task=task, status=Read.Status.DRAFT).first()
     if draft is None:
         last = task.reads.order_by("-version").values_list("version", flat=True).first() or 0
@@ -544,6 +546,7 @@ def read_sign(*, task: ReadTask, user, password: str, meaning: str = READ_MEANIN
     if draft is None:
         raise ReadsError("there is no saved assessment to sign: save the lesions first")
     responses, overall = _assess(task=task, lesions=draft.lesions)
+    annotations_check_images(task=task, lesions=draft.lesions)
     content = read_content(task=task, version=draft.version, lesions=draft.lesions, responses=responses)
     signature = signature_sign(user=user, password=password, meaning=meaning, record_type="reads.read",
                                record_id=draft.record_id, content=content, trial_id=task.trial_id,
@@ -565,6 +568,7 @@ def read_sign(*, task: ReadTask, user, password: str, meaning: str = READ_MEANIN
                      details={"visit": task.visit.timepoint, "slot": task.slot, "version": read.version,
                               "overall": overall, "signature": signature.pk,
                               "content_sha256": signature.content_sha256})
+        _measurement_reports_after_sign(read=read)
         _adjudication_check_after_sign(subject=task.subject)
     return read
 
@@ -580,6 +584,7 @@ def read_correct(*, read: Read, user, lesions: dict, reason: str, password: str,
         raise ReadLocked("only the current signed version of a read can be corrected")
     version = read.version + 1
     responses, overall = _assess(task=task, lesions=lesions)
+    annotations_check_images(task=task, lesions=lesions)
     content = read_content(task=task, version=version, lesions=lesions, responses=responses, corrects=read.pk,
                            reason=reason)
     signature = signature_sign(user=user, password=password, meaning=meaning, record_type="reads.read",
@@ -600,8 +605,18 @@ def read_correct(*, read: Read, user, lesions: dict, reason: str, password: str,
                      details={"visit": task.visit.timepoint, "slot": task.slot, "version": version,
                               "corrects": old.pk, "overall": overall, "previous_overall": old.overall,
                               "signature": signature.pk})
+        _measurement_reports_after_sign(read=new)
         _adjudication_check_after_sign(subject=task.subject)
     return new
+
+
+def _measurement_reports_after_sign(*, read: Read) -> None:
+    # the DICOM SR of the read's measurements is made after commit; planning it must not undo a signature
+    try:
+        with transaction.atomic():
+            measurement_reports_plan(read=read)
+    except Exception:  # noqa: BLE001 - logged; the read stays signed, its report can be planned again
+        log.exception("measurement reports of read %s could not be planned", read.pk)
 
 
 def _adjudication_check_after_sign(*, subject: Subject) -> None:

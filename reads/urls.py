@@ -15,6 +15,8 @@ urlpatterns = [
     path("reads/tasks/<int:task_id>/draft", views.task_draft, name="reads-task-draft"),
     path("reads/tasks/<int:task_id>/sign", views.task_sign, name="reads-task-sign"),
     path("reads/tasks/<int:task_id>/correct", views.task_correct, name="reads-task-correct"),
+    path("reads/measurement-reports/<int:report_id>.dcm", views.measurement_report_download,
+         name="reads-measurement-report"),
     # adjudicators
     path("reads/trials/<int:trial_id>/adjudications", views.adjudication_list, name="reads-adjudications"),
     path("reads/adjudications/<int:adj_id>", views.adjudication_detail, name="reads-adjudication"),

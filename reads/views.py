@@ -10,17 +10,17 @@ from decimal import Decimal
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from audit.exceptions import SignatureError
 from config.errors import DomainError
 from trials.permissions import Perm
 from trials.selectors import trial_get_for_user
 
-from . import forms, recist, selectors, services
+from . import forms, recist, reports, selectors, services
 from .blinding import reading_id
 from .exceptions import InvalidAssessment, ReadsError, TimepointLocked
 from .models import RECIST_11, ReadTask
@@ -55,6 +55,19 @@ def worklist(request, trial_id: int):
 
 
 # -- the read form ------------------------------------------------------------------------------------------
+
+@login_required
+@require_GET
+def measurement_report_download(request, report_id: int):
+    """A signed read's DICOM SR measurement report: its reader, the trial's managers and auditors (404 for
+    anyone else); each download is an audit event."""
+    report = reports.measurement_report_get_for_user(user=request.user, report_id=report_id)
+    data = reports.measurement_report_download(user=request.user, report=report)
+    response = HttpResponse(data, content_type="application/dicom")
+    response["Content-Disposition"] = f'attachment; filename="measurement-report-{report.pk}.dcm"'
+    response["Cache-Control"] = "no-store"
+    return response
+
 
 def _baseline_lesions(view) -> dict:
     """The baseline lesions a follow-up measures: the reader's own signed baseline (first earlier read)."""
@@ -178,6 +191,7 @@ def _task_page(request, task_id: int, *, lesions: dict | None = None, form_error
         # the signed read's measurements, drawn (locked) in the viewer
         "signed_annotations": [(lid, forms.annotation_json(current.lesions, lid))
                                for lid in sorted(shown_annotations)] if isinstance(shown_annotations, dict) else [],
+        "measurement_reports": reports.measurement_reports_for_task(task_id=task.pk) if signed else [],
         "view": view, "trial": task.subject.trial, "signed": signed, "editable": view.status == "in_progress",
         "correcting": correcting or bool(correct_error), "rows": _rows(view, lesions),
         "assessment": assessment, "sign_error": sign_error, "error": error, "correct_error": correct_error, "reason": reason,

@@ -1,12 +1,16 @@
 """Measurements drawn in the viewer, stored with the read: each target lesion's geometry (de-identified
 study/series/SOP instance UIDs, frame, points in image pixels, tool, mm) lives in ``lesions["annotations"]``,
-is validated by reads.services, saved and reloaded with the draft, covered by the signature, and never
-shown to the other reader."""
+is validated by reads.services (its shape, and that the image is one of the timepoint's archived images),
+saved and reloaded with the draft, covered by the signature, and never shown to the other reader.
+
+Malformed geometry is refused before any image is looked up, so those cases run on timepoints accepted
+without images; well-formed measurements are drawn on real archived, de-identified CTs (test_sr's fixtures)."""
 
 import copy
 import html as html_lib
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,7 +20,9 @@ from reads.exceptions import InvalidAssessment
 from reads.models import Read
 from reads.services import read_preview, read_save_draft, read_sign, read_signed_content, task_open
 
+from ..qc.conftest import make_study, ready_site, stores  # noqa: F401  (QC's fixtures, for test_sr's ctx)
 from .conftest import BASELINE, PASSWORD, followup, read_and_sign, task_of
+from .test_sr import archive_week6, ctx  # noqa: F401  (a subject with real archived CTs)
 from .test_views import BASELINE_POST, followup_post
 
 pytestmark = pytest.mark.django_db
@@ -49,13 +55,34 @@ def bl_task(subject):
     return task
 
 
+def on(geometry: dict, record) -> dict:
+    """The geometry drawn on an archived image (its de-identified UIDs)."""
+    return {**geometry, "study_uid": record.study_uid, "series_uid": record.series_uid, "sop_uid": record.sop_uid}
+
+
+@pytest.fixture
+def archived(ctx, tmp_path, qc_analyst, django_capture_on_commit_callbacks):  # noqa: F811
+    """Subject 101-0001 with real archived CTs at baseline and week 6; T1 and T2 drawn on baseline slices."""
+    w6 = archive_week6(ctx, folder=tmp_path / "w6", qc=qc_analyst, capture=django_capture_on_commit_callbacks)
+    bl = ctx["records"]
+    return SimpleNamespace(subject=ctx["subject"], bl=bl, w6=w6, t1=on(T1, bl[1]), t2=on(T2_NODE, bl[3]))
+
+
+@pytest.fixture
+def real_bl_task(archived):
+    task = task_of(archived.subject, "BL", "A")
+    task_open(task=task, user=task.reader.user)
+    return task
+
+
 # -- the service: what a well-formed measurement is ---------------------------------------------------------
 
-def test_a_draft_keeps_each_lesions_geometry_as_given(bl_task):
-    read_save_draft(task=bl_task, user=bl_task.reader.user, lesions=baseline_with(T1=T1, T2=T2_NODE))
+def test_a_draft_keeps_each_lesions_geometry_as_given(real_bl_task, archived):
+    lesions = baseline_with(T1=archived.t1, T2=archived.t2)
+    read_save_draft(task=real_bl_task, user=real_bl_task.reader.user, lesions=lesions)
 
-    saved = Read.objects.get(task=bl_task, status=Read.Status.DRAFT).lesions
-    assert saved["annotations"] == {"T1": T1, "T2": T2_NODE}
+    saved = Read.objects.get(task=real_bl_task, status=Read.Status.DRAFT).lesions
+    assert saved["annotations"] == {"T1": archived.t1, "T2": archived.t2}
     assert saved["targets"] == BASELINE["targets"]  # the RECIST lesions are untouched
 
 
@@ -106,26 +133,41 @@ def test_malformed_geometry_is_refused_with_the_reason(bl_task, annotations, mes
     assert not Read.objects.filter(task=bl_task).exists()  # nothing saved
 
 
-def test_a_follow_up_measurement_must_belong_to_a_measured_lesion(subject):
-    read_and_sign(subject, "BL", "A", baseline_with(T1=T1))
+def test_a_follow_up_measurement_must_belong_to_a_measured_lesion(archived):
+    subject = archived.subject
+    read_and_sign(subject, "BL", "A", baseline_with(T1=archived.t1))
     w6 = task_of(subject, "W6", "A")
     task_open(task=w6, user=w6.reader.user)
-    ok = {**followup(18, 12), "annotations": {"T1": {**T1, "long_mm": 18.0}}}
+    on_w6 = on({**T1, "long_mm": 18.0}, archived.w6[2])
+    ok = {**followup(18, 12), "annotations": {"T1": on_w6}}
     read_save_draft(task=w6, user=w6.reader.user, lesions=ok)
     assert Read.objects.get(task=w6).lesions["annotations"]["T1"]["long_mm"] == 18.0
 
-    absent = {**followup("ABSENT", 12), "annotations": {"T1": T1}}
+    absent = {**followup("ABSENT", 12), "annotations": {"T1": on_w6}}
     with pytest.raises(InvalidAssessment, match="T1 belongs to no measured target lesion"):
         read_save_draft(task=w6, user=w6.reader.user, lesions=absent)
+    # the baseline's image is not this timepoint's: measure the lesion again at week 6
+    on_baseline = {**followup(18, 12), "annotations": {"T1": {**archived.t1, "long_mm": 18.0}}}
+    with pytest.raises(InvalidAssessment, match="the measurement of T1 is not on an image of this timepoint"):
+        read_save_draft(task=w6, user=w6.reader.user, lesions=on_baseline)
 
 
-def test_the_signature_covers_the_geometry(bl_task):
-    user = bl_task.reader.user
-    read_save_draft(task=bl_task, user=user, lesions=baseline_with(T1=T1))
-    read = read_sign(task=bl_task, user=user, password=PASSWORD)
+def test_a_measurement_on_an_image_not_archived_is_refused_with_the_lesion(real_bl_task):
+    with pytest.raises(InvalidAssessment) as exc:
+        read_save_draft(task=real_bl_task, user=real_bl_task.reader.user, lesions=baseline_with(T1=T1))
+
+    assert str(exc.value) == ("the measurement of T1 is not on an image of this timepoint (Baseline): "
+                              "measure it again on this timepoint's images")
+    assert not Read.objects.filter(task=real_bl_task).exists()
+
+
+def test_the_signature_covers_the_geometry(real_bl_task, archived):
+    user = real_bl_task.reader.user
+    read_save_draft(task=real_bl_task, user=user, lesions=baseline_with(T1=archived.t1))
+    read = read_sign(task=real_bl_task, user=user, password=PASSWORD)
 
     content = read_signed_content(read=read)
-    assert content["lesions"]["annotations"]["T1"] == T1
+    assert content["lesions"]["annotations"]["T1"] == archived.t1
     signature = ElectronicSignature.objects.get()
     assert signature.content_sha256 == content_sha256(content)
     moved = copy.deepcopy(content)
@@ -149,14 +191,15 @@ def reader1_client(client, reader1):
     return client
 
 
-def test_the_form_saves_the_viewers_geometry_and_shows_it_again(reader1_client, bl_task):
-    post = {**BASELINE_POST, "t-0-annotation": json.dumps(T1)}
+def test_the_form_saves_the_viewers_geometry_and_shows_it_again(reader1_client, real_bl_task, archived):
+    bl_task, t1 = real_bl_task, archived.t1
+    post = {**BASELINE_POST, "t-0-annotation": json.dumps(t1)}
     response = reader1_client.post(f"/reads/tasks/{bl_task.pk}/draft", post)
     assert response.status_code == 302
 
-    assert Read.objects.get(task=bl_task).lesions["annotations"] == {"T1": T1}
+    assert Read.objects.get(task=bl_task).lesions["annotations"] == {"T1": t1}
     html = reader1_client.get(f"/reads/tasks/{bl_task.pk}").content.decode()
-    assert attribute(html, r'name="t-0-annotation" value="([^"]*)"') == T1
+    assert attribute(html, r'name="t-0-annotation" value="([^"]*)"') == t1
     assert attribute(html, r'name="t-1-annotation" value="([^"]*)"') == ""
     assert 'data-measure-lesion="row-0" data-measure-tool="length"' in html
 
@@ -175,24 +218,27 @@ def test_an_unreadable_or_malformed_measurement_from_the_form_is_a_clear_error(r
     assert not Read.objects.filter(task=bl_task).exists()
 
 
-def test_a_follow_up_offers_go_to_baseline_from_the_readers_own_signed_baseline(reader1_client, subject):
-    read_and_sign(subject, "BL", "A", baseline_with(T1=T1))
+def test_a_follow_up_offers_go_to_baseline_from_the_readers_own_signed_baseline(reader1_client, archived):
+    subject, t1 = archived.subject, archived.t1
+    read_and_sign(subject, "BL", "A", baseline_with(T1=t1))
     w6 = task_of(subject, "W6", "A")
     task_open(task=w6, user=w6.reader.user)
-    post = {**followup_post(), "fu-T1-annotation": json.dumps({**T1, "long_mm": 18.0})}
+    on_w6 = on({**t1, "long_mm": 18.0}, archived.w6[2])
+    post = {**followup_post(), "fu-T1-annotation": json.dumps(on_w6)}
     assert reader1_client.post(f"/reads/tasks/{w6.pk}/draft", post).status_code == 302
 
     html = reader1_client.get(f"/reads/tasks/{w6.pk}").content.decode()
-    assert attribute(html, r'data-goto-baseline="([^"]*)" data-label="T1"') == T1
-    assert attribute(html, r'name="fu-T1-annotation" value="([^"]*)"') == {**T1, "long_mm": 18.0}
+    assert attribute(html, r'data-goto-baseline="([^"]*)" data-label="T1"') == t1
+    assert attribute(html, r'name="fu-T1-annotation" value="([^"]*)"') == on_w6
     assert 'data-goto-baseline' not in html.split('name="fu-T2-annotation"')[1].split("</tr>")[0]  # T2: none
-    assert Read.objects.get(task=w6).lesions["annotations"] == {"T1": {**T1, "long_mm": 18.0}}
+    assert Read.objects.get(task=w6).lesions["annotations"] == {"T1": on_w6}
 
 
 # -- blinding ----------------------------------------------------------------------------------------------
 
-def test_the_other_reader_never_sees_a_readers_measurements(client, reader2, subject):
-    read_and_sign(subject, "BL", "A", baseline_with(T1=T1))
+def test_the_other_reader_never_sees_a_readers_measurements(client, reader2, archived):
+    subject, t1 = archived.subject, archived.t1
+    read_and_sign(subject, "BL", "A", baseline_with(T1=t1))
     read_and_sign(subject, "BL", "B", copy.deepcopy(BASELINE))
     w6_b = task_of(subject, "W6", "B")
     task_open(task=w6_b, user=reader2)
@@ -200,16 +246,17 @@ def test_the_other_reader_never_sees_a_readers_measurements(client, reader2, sub
 
     for task in (task_of(subject, "BL", "B"), w6_b):
         html = client.get(f"/reads/tasks/{task.pk}").content.decode()
-        assert T1["sop_uid"] not in html and "data-goto-baseline" not in html
+        assert t1["sop_uid"] not in html and "data-goto-baseline" not in html
     assert client.get(f"/reads/tasks/{task_of(subject, 'BL', 'A').pk}").status_code == 404
 
 
-def test_a_signed_read_shows_its_measurements_locked_in_the_viewer(reader1_client, subject):
-    read_and_sign(subject, "BL", "A", baseline_with(T1=T1))
+def test_a_signed_read_shows_its_measurements_locked_in_the_viewer(reader1_client, archived):
+    subject, t1 = archived.subject, archived.t1
+    read_and_sign(subject, "BL", "A", baseline_with(T1=t1))
     task = task_of(subject, "BL", "A")
 
     html = reader1_client.get(f"/reads/tasks/{task.pk}").content.decode()
-    assert attribute(html, r'data-annotation-lesion="T1" data-label="T1" data-locked value="([^"]*)"') == T1
+    assert attribute(html, r'data-annotation-lesion="T1" data-label="T1" data-locked value="([^"]*)"') == t1
     correcting = reader1_client.get(f"/reads/tasks/{task.pk}?correct=1").content.decode()
     assert "data-locked" not in correcting  # the correction form carries them as editable fields instead
-    assert attribute(correcting, r'name="t-0-annotation" value="([^"]*)"') == T1
+    assert attribute(correcting, r'name="t-0-annotation" value="([^"]*)"') == t1
