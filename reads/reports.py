@@ -30,6 +30,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from audit.services import audit_record
+from config.errors import ConflictError
 from deid.engine.pseudonyms import map_uid
 from deid.models import DeidRecord
 from intake.models import ImagingStudy, Instance
@@ -151,6 +152,10 @@ def reports_stuck(cutoff: datetime) -> list[int]:
 
 class ReportFailed(Exception):
     """A report that cannot be made as things are: recorded as failed, not retried."""
+
+
+class ReportConflict(ConflictError):
+    """The report is not in a state the action applies to."""
 
 
 def _where(read: Read) -> dict:
@@ -318,15 +323,72 @@ def measurement_report_get_for_user(*, user, report_id: int) -> MeasurementRepor
     return report
 
 
+def _blinded_copy(data: bytes, *, report: MeasurementReport) -> bytes:
+    """The reader's copy: the report copies patient and study attributes from the de-identified images, which
+    carry the subject code (it names the site); a reader gets the reading ID instead, as DICOMweb serves them
+    the images, and no site identity."""
+    from .blinding import reading_id
+    from .dicomweb.dicom import SITE_IDENTITY_TAGS
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for tag in SITE_IDENTITY_TAGS:
+        ds.pop(int(tag, 16), None)
+    alias = reading_id(subject=report.read.task.subject)
+    ds.PatientID, ds.PatientName = alias, alias
+    return _encode(ds)
+
+
 @transaction.atomic
 def measurement_report_download(*, user, report: MeasurementReport) -> bytes:
     """The stored report's bytes, checked against its sha256; the download is an audit event
-    (``reads.measurement_report_downloaded``). Who may ask is measurement_report_get_for_user's check."""
+    (``reads.measurement_report_downloaded``). Who may ask is measurement_report_get_for_user's check; the
+    task's reader gets the blinded copy (``_blinded_copy``), the trial's managers and auditors the stored one."""
+    from .metrics import oversight_allowed
+
     archive = storages["archive"]
     with archive.open(report.archive_key, "rb") as stream:
         data = stream.read()
     if hashlib.sha256(data).hexdigest() != report.sha256:
         raise ReportFailed(f"the stored report {report.archive_key} no longer matches its sha256")
+    blinded = not oversight_allowed(user=user, trial_id=report.read.task.trial_id)
     audit_record(actor=user, action="reads.measurement_report_downloaded", target=report, **_where(report.read),
-                 details={"read": report.read_id, "sop_instance_uid": report.sop_uid, "sha256": report.sha256})
-    return data
+                 details={"read": report.read_id, "sop_instance_uid": report.sop_uid, "sha256": report.sha256,
+                          "blinded_copy": blinded})
+    return _blinded_copy(data, report=report) if blinded else data
+
+
+# -- the trial's reports, for its managers and auditors --------------------------------------------------------
+
+def measurement_reports_for_trial(*, user, trial_id: int) -> list[MeasurementReport]:
+    """Every report of the trial, newest first, with its read and task; Http404 unless the user may oversee the
+    trial's reads (managers and auditors)."""
+    from .metrics import oversight_trial_get_for_user
+
+    oversight_trial_get_for_user(user=user, trial_id=trial_id)
+    return list(MeasurementReport.objects.filter(read__task__trial_id=trial_id)
+                .select_related("read__task__subject", "read__task__visit").order_by("-created_at", "-pk"))
+
+
+def measurement_report_retry(*, actor, report: MeasurementReport, reason: str) -> MeasurementReport:
+    """Make a failed report again (after its cause was fixed, e.g. the archived image restored): it goes back
+    to pending and is queued after commit. Managers of the trial; a reason is required; audited."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidAssessment("say why the report is made again")
+    with transaction.atomic():
+        report = (MeasurementReport.objects.select_for_update(of=("self",))
+                  .select_related("read__task__subject").get(pk=report.pk))
+        if not has_perm(user=actor, perm=Perm.MANAGE_TRIAL, trial_id=report.read.task.trial_id):
+            raise Http404("No such measurement report")
+        if report.status != R.FAILED:
+            raise ReportConflict(f"the report is {report.get_status_display().lower()}: only a failed one is "
+                                 "made again")
+        previous = report.error
+        report.status, report.error = R.PENDING, ""
+        report._change_reason = reason
+        report.save(update_fields=["status", "error"])
+        audit_record(actor=actor, action="reads.measurement_report_retried", target=report, reason=reason,
+                     **_where(report.read), details={"read": report.read_id, "previous_error": previous,
+                                                     "attempts": report.attempts})
+        transaction.on_commit(partial(measurement_report_enqueue, report.pk), robust=True)
+    return report

@@ -9,9 +9,11 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from config.errors import DomainError
 from trials.models import Trial
 from trials.permissions import Perm, has_perm, trial_ids_with
 
+from . import reports
 from .exceptions import ReadsError
 from .forms import ReadingRulesForm
 from .metrics import agreement_report_for_user, oversight_trial_get_for_user
@@ -85,3 +87,26 @@ def reading_rules(request, trial_id: int):
                     return redirect("reads-rules", trial.pk)
     return render(request, "reads/rules.html", {"trial": trial, "settings": settings, "form": form,
                                                 "may_change": may_change})
+
+
+@login_required
+def measurement_reports(request, trial_id: int):
+    """The trial's measurement reports (DICOM SR): each read version's, with its state; a trial manager makes a
+    failed one again, with a reason. Managers and auditors; everyone else gets 404."""
+    rows = reports.measurement_reports_for_trial(user=request.user, trial_id=trial_id)
+    trial = oversight_trial_get_for_user(user=request.user, trial_id=trial_id)
+    may_retry = has_perm(user=request.user, perm=Perm.MANAGE_TRIAL, trial_id=trial.pk)
+    error, status = "", 200
+    if request.method == "POST":
+        report = next((r for r in rows if str(r.pk) == request.POST.get("report", "")), None)
+        if not may_retry or report is None:
+            raise Http404("No such measurement report")
+        try:
+            reports.measurement_report_retry(actor=request.user, report=report, reason=request.POST.get("reason", ""))
+        except DomainError as exc:
+            error, status = f"Report {report.pk} not made again: {exc}.", exc.status_code
+        else:
+            messages.success(request, f"Report {report.pk} is being made again.")
+            return redirect("reads-measurement-reports", trial.pk)
+    return render(request, "reads/measurement_reports.html",
+                  {"trial": trial, "reports": rows, "may_retry": may_retry, "error": error}, status=status)

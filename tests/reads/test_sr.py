@@ -19,6 +19,7 @@ from audit.models import AuditEvent
 from deid.models import DeidRecord
 from qc.services import qc_run, study_accept
 from reads import sdtm
+from reads.blinding import reading_id
 from reads.exceptions import InvalidAssessment
 from reads.models import MeasurementReport, Read
 from reads.reports import measurement_report_make, report_key
@@ -445,10 +446,73 @@ def test_the_reader_finds_the_report_on_the_reads_page_and_downloads_it(client, 
     response = client.get(url)
 
     assert response.status_code == 200 and response["Content-Type"] == "application/dicom"
-    assert b"".join(response.streaming_content if response.streaming else [response.content]) == (
-        storages["archive"].open(report.archive_key, "rb").read())
+    copy_ = pydicom.dcmread(io.BytesIO(response.content))
+    stored = stored_dataset(report)
+    # the reader's copy names the subject by its reading ID, as DICOMweb serves them the images
+    assert stored.PatientID == ctx["subject"].code
+    assert copy_.PatientID == reading_id(subject=ctx["subject"]) == str(copy_.PatientName)
+    assert ctx["subject"].code.encode() not in response.content
+    assert copy_.SOPInstanceUID == stored.SOPInstanceUID and copy_.ContentSequence == stored.ContentSequence
     event = AuditEvent.objects.get(action="reads.measurement_report_downloaded")
     assert event.actor_id == reader1.pk and event.details["sha256"] == report.sha256
+    assert event.details["blinded_copy"] is True
+
+
+def test_managers_and_auditors_download_the_stored_file(client, ctx, trial_manager):
+    read = sign(task_of(ctx["subject"], "BL", "A"), measured_baseline(ctx["records"]))
+    [report] = make_all(read)
+    client.force_login(trial_manager)
+
+    response = client.get(f"/reads/measurement-reports/{report.pk}.dcm")
+
+    assert response.content == storages["archive"].open(report.archive_key, "rb").read()
+    assert hashlib.sha256(response.content).hexdigest() == report.sha256
+    assert AuditEvent.objects.get(action="reads.measurement_report_downloaded").details["blinded_copy"] is False
+
+
+def test_the_trials_reports_page_lists_each_report_with_its_state(client, ctx, trial_manager, auditor, reader1):
+    records = ctx["records"]
+    stored = make_all(sign(task_of(ctx["subject"], "BL", "A"), measured_baseline(records)))[0]
+    read_b = sign(task_of(ctx["subject"], "BL", "B"), measured_baseline(records))
+    storages["archive"].delete(records[3].output_key)
+    [failed] = make_all(read_b)
+    url = f"/reads/oversight/trials/{ctx['subject'].trial_id}/measurement-reports"
+
+    for user in (trial_manager, auditor):
+        client.force_login(user)
+        html = client.get(url).content.decode()
+        assert f'id="measurement-report-{stored.pk}" data-status="stored"' in html
+        assert f"/reads/measurement-reports/{stored.pk}.dcm" in html
+        assert f'id="measurement-report-{failed.pk}" data-status="failed"' in html and "missing from the archive" in html
+        assert ("Make again" in html) == (user == trial_manager)
+    client.force_login(reader1)
+    assert client.get(url).status_code == 404
+
+
+def test_a_manager_makes_a_failed_report_again_with_a_reason(client, ctx, trial_manager, auditor):
+    records = ctx["records"]
+    read = sign(task_of(ctx["subject"], "BL", "A"), measured_baseline(records))
+    kept = storages["archive"].open(records[3].output_key, "rb").read()
+    storages["archive"].delete(records[3].output_key)
+    [report] = make_all(read)
+    url = f"/reads/oversight/trials/{ctx['subject'].trial_id}/measurement-reports"
+    client.force_login(auditor)
+    assert client.post(url, {"report": report.pk, "reason": "restored"}).status_code == 404
+    client.force_login(trial_manager)
+
+    refused = client.post(url, {"report": report.pk, "reason": " "})
+    assert refused.status_code == 400 and "say why the report is made again" in refused.content.decode()
+    storages["archive"].save(records[3].output_key, io.BytesIO(kept))  # the image is back in the archive
+    assert client.post(url, {"report": report.pk, "reason": "image restored from backup"}).status_code == 302
+
+    report.refresh_from_db()
+    assert report.status == MeasurementReport.Status.PENDING and report.error == ""
+    event = AuditEvent.objects.get(action="reads.measurement_report_retried")
+    assert event.reason == "image restored from backup" and "missing from the archive" in event.details["previous_error"]
+    [report] = make_all(read)
+    assert report.status == MeasurementReport.Status.STORED and report.attempts == 2
+    again = client.post(url, {"report": report.pk, "reason": "once more"})
+    assert again.status_code == 409 and "only a failed one is made again" in again.content.decode()
 
 
 @pytest.mark.parametrize("who, status", [("reader2", 404), ("outsider", 404), ("coordinator_site1", 404),
