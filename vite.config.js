@@ -15,7 +15,8 @@ export default defineConfig({
     target: "es2022",
     chunkSizeWarningLimit: 8000,
     rollupOptions: {
-      input: { viewer: "frontend/viewer/main.js" },
+      // viewer-preload: a few KB the page loads first, to start the DICOMweb requests while the viewer loads
+      input: { viewer: "frontend/viewer/main.js", "viewer-preload": "frontend/viewer/preload.js" },
       output: {
         entryFileNames: "[name].js",  // a fixed name the template's {% static %} can find
         chunkFileNames: "chunks/[name]-[hash].js",

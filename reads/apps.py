@@ -7,15 +7,19 @@ class ReadsConfig(AppConfig):
 
     def ready(self) -> None:
         from config import sweeper
+        from deid.signals import study_deidentified
         from intake.signals import study_status_changed
         from trials import dashboard, navigation
         from trials.permissions import Perm
 
         from . import dashboard as panels
         from . import demo, receivers, reports
+        from .dicomweb import warm
 
         study_status_changed.connect(receivers.on_study_status_changed,
                                      dispatch_uid="reads.on_study_status_changed")
+        # a released study's headers go into the DICOMweb cache before anyone opens it
+        study_deidentified.connect(warm.on_study_deidentified, dispatch_uid="reads.dicomweb_headers_warm")
         sweeper.register(name="reads.timepoints", find=receivers.timepoints_without_tasks,
                          requeue=receivers.timepoint_tasks_ensure)
         sweeper.register(name="reads.measurement_reports", find=reports.reports_stuck,

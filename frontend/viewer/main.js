@@ -2,13 +2,17 @@
 // Every element marked data-corelab-viewer becomes a viewer of the study named by its data-study-url:
 // series list, two stack viewports side by side (baseline / follow-up, or two series) with optional
 // synchronized scrolling, window/level presets, zoom, pan, length and bidirectional measurements.
-import { init as coreInit, RenderingEngine, Enums, eventTarget } from "@cornerstonejs/core";
+import {
+  init as coreInit, RenderingEngine, Enums, eventTarget, getRenderingCapabilities, getShouldUseCPURendering, setUseCPURendering,
+} from "@cornerstonejs/core";
 import { init as loaderInit, wadors } from "@cornerstonejs/dicom-image-loader";
 import {
-  init as toolsInit, addTool, ToolGroupManager, Enums as ToolEnums, annotation, synchronizers,
+  init as toolsInit, addTool, ToolGroupManager, Enums as ToolEnums, annotation,
   WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, BidirectionalTool, utilities as toolUtilities,
 } from "@cornerstonejs/tools";
 import { addFromGeometry, imageIdFor, removeLesion, toGeometry } from "./measure.js";
+import { createSliceSynchronizer } from "./sync.js";
+import { loaderFor, value } from "./dicomweb.js";
 
 // centre / width in Hounsfield units
 export const PRESETS = {
@@ -24,10 +28,16 @@ const PRIMARY_TOOLS = {
 const { MouseBindings } = ToolEnums;
 
 let initialized = null;
+let renderer = null;  // "gpu" (WebGL) or "cpu" (Cornerstone's own canvas renderer)
 function initOnce() {
   if (!initialized) {
     initialized = (async () => {
       await coreInit();
+      // Without a GPU, Chromium still offers WebGL through a software rasterizer (SwiftShader, llvmpipe): each
+      // slice is then drawn by an emulated GPU and copied back into the page's canvas, which costs several
+      // times what Cornerstone's CPU renderer needs for a 2D slice. Measured in bench/viewer.py.
+      if (getRenderingCapabilities().softwareRasterizer) setUseCPURendering(true);
+      renderer = getShouldUseCPURendering() ? "cpu" : "gpu";
       loaderInit({ maxWebWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)) });
       toolsInit();
       for (const tool of [WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, BidirectionalTool]) {
@@ -38,41 +48,12 @@ function initOnce() {
   return initialized;
 }
 
-const value = (data, tag) => data?.[tag]?.Value?.[0];
-
-async function getJson(url) {
-  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/dicom+json, application/json" } });
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
-    const error = new Error(`${response.status}: ${detail}`);
-    error.status = response.status;
-    throw error;
-  }
-  return response.json();
-}
-
-// slices in space order (along the slice normal), else by instance number
-function sortInstances(instances) {
-  const position = (i) => {
-    const ipp = i["00200032"]?.Value;
-    const iop = i["00200037"]?.Value;
-    if (!ipp || !iop) return null;
-    const [a, b, c, d, e, f] = iop.map(Number);
-    const normal = [b * f - c * e, c * d - a * f, a * e - b * d];
-    return normal[0] * ipp[0] + normal[1] * ipp[1] + normal[2] * ipp[2];
-  };
-  const all = instances.map((i) => ({ i, p: position(i), n: Number(value(i, "00200013") || 0) }));
-  const spatial = all.every((x) => x.p !== null);
-  all.sort((x, y) => (spatial ? x.p - y.p : x.n - y.n));
-  return all.map((x) => x.i);
-}
-
 class Viewer {
   constructor(element, index) {
     this.element = element;
     this.id = `corelab-viewer-${index}`;
-    this.root = new URL(element.dataset.dicomweb || "/dicomweb", window.location.href).href.replace(/\/$/, "");
+    this.loader = loaderFor(element);  // the study's requests, started by preload.js if it ran first
+    this.root = this.loader.root;
     this.status = element.querySelector("[data-viewer-status]");
     this.seriesList = element.querySelector("[data-viewer-series]");
     this.measurements = element.querySelector("[data-viewer-measurements]");
@@ -81,10 +62,8 @@ class Viewer {
     this.primary = "wl";
     this.series = [];
     this.loaded = {};
-    // in the read form: this timepoint's de-identified studies, and at a follow-up the baseline's (left pane)
-    const uids = (name) => (element.dataset[name] ? JSON.parse(element.dataset[name]) : null);
-    this.studyUids = uids("studyUids");
-    this.baselineUids = uids("baselineStudyUids") || [];
+    // in the read form: at a follow-up the baseline's studies (left pane) beside this timepoint's
+    this.baselineUids = this.loader.baselineUids;
     this.currentPane = this.baselineUids.length && this.panes[1] ? this.panes[1].dataset.viewport : this.panes[0].dataset.viewport;
     this.pending = null;  // the lesion a measure button armed the tool for
   }
@@ -95,6 +74,7 @@ class Viewer {
 
   async start() {
     await initOnce();
+    this.renderer = renderer;
     this.engine = new RenderingEngine(this.id);
     this.engine.setViewports(this.panes.map((pane) => ({
       viewportId: `${this.id}-${pane.dataset.viewport}`,
@@ -112,7 +92,7 @@ class Viewer {
     this.tools.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
     this.tools.setToolPassive(LengthTool.toolName);
     this.tools.setToolPassive(BidirectionalTool.toolName);
-    this.sync = synchronizers.createImageSliceSynchronizer(`${this.id}-slice-sync`);
+    this.sync = createSliceSynchronizer(`${this.id}-slice-sync`);
     for (const pane of this.panes) {
       const viewportId = `${this.id}-${pane.dataset.viewport}`;
       this.tools.addViewport(viewportId, this.id);
@@ -136,7 +116,7 @@ class Viewer {
         (b) => b.dataset.measureLesion === ann.metadata.corelabLesion && b.dataset.measureTool === tool);
       if (button) this.fill(button, ann);
     });
-    await this.loadStudies();
+    await this.loadStudies(this.loader.series);
     if (this.element.dataset.state === "ready") await this.restoreAnnotations();
     this.wireLesionButtons();
   }
@@ -189,24 +169,14 @@ class Viewer {
     this.element.dataset.preset = name;
   }
 
-  async loadStudies() {
+  async loadStudies(fetching) {
     this.say("Loading the study…");
-    let entry;
     try {
-      entry = this.studyUids ? { study_uids: this.studyUids } : await getJson(this.element.dataset.studyUrl);
+      this.series = await fetching;
     } catch (error) {
       this.say(error.status === 404 ? "No archived images of this study to show yet." : `Could not load the study (${error.message}).`);
       this.element.dataset.state = "empty";
       return;
-    }
-    const studies = [...this.baselineUids.map((uid) => [uid, "baseline"]), ...entry.study_uids.map((uid) => [uid, "current"])];
-    for (const [studyUid, role] of studies) {
-      const series = await getJson(`${this.root}/studies/${studyUid}/series`);
-      for (const s of series) {
-        this.series.push({ studyUid, role, seriesUid: value(s, "0020000E"), number: value(s, "00200011"),
-          modality: value(s, "00080060") || "", description: value(s, "0008103E") || "",
-          count: value(s, "00201209") || 0 });
-      }
     }
     this.renderSeriesList();
     if (!this.series.length) {
@@ -244,8 +214,8 @@ class Viewer {
   }
 
   async imageIds(series) {
-    const base = `${this.root}/studies/${series.studyUid}/series/${series.seriesUid}`;
-    const metadata = sortInstances(await getJson(`${base}/metadata`));
+    const base = this.loader.seriesBase(series);
+    const metadata = await this.loader.metadata(series);
     const ids = [];
     for (const instance of metadata) {
       const frames = Number(value(instance, "00280008") || 1);
@@ -302,7 +272,7 @@ class Viewer {
       panes[pane.dataset.viewport] = { index: vp.getCurrentImageIdIndex(), total: vp.getImageIds().length,
         voi: voi ? [voi.lower, voi.upper] : null, firstImageMs: this.loaded[pane.dataset.viewport]?.firstImageMs };
     }
-    return { state: this.element.dataset.state, panes,
+    return { state: this.element.dataset.state, renderer: this.renderer, panes,
       measurements: annotation.state.getAllAnnotations().map((a) => ({ tool: a.metadata?.toolName, stats: a.data?.cachedStats,
         lesion: a.metadata?.corelabLesion, label: a.data?.label, locked: Boolean(a.isLocked), imageId: a.metadata?.referencedImageId,
         index: this.panes.map((p) => this.viewport(p.dataset.viewport).getImageIds().indexOf(a.metadata?.referencedImageId))

@@ -22,10 +22,16 @@ def studies(request, *args, **kwargs):
 
 
 @csrf_exempt
-def study(request, study: str):
+def study(request, study_uid: str):
     if request.method == "POST":
-        return _stow_study(request, study_uid=study)
-    return _wado(request, study=study)
+        return _stow_study(request, study_uid=study_uid)
+    return _wado(request, study=study_uid)
+
+
+# The OpenAPI generator lists DRF views only: it documents these two URLs' GET from the views that answer it
+# (their POST is documented from intake's own routes to the same URLs).
+for _route, _view in ((studies, views.QidoStudiesApi), (study, views.WadoInstancesApi)):
+    _route.cls, _route.initkwargs = _view, {}
 
 
 _series = "studies/<str:study>/series/<str:series>"
@@ -35,7 +41,7 @@ urlpatterns = [
     path("studies", studies, name="dicomweb-studies"),
     path("series", views.QidoSeriesApi.as_view(), name="dicomweb-all-series"),
     path("instances", views.QidoInstancesApi.as_view(), name="dicomweb-all-instances"),
-    path("studies/<str:study>", study, name="dicomweb-study"),
+    path("studies/<str:study_uid>", study, name="dicomweb-study"),
     path("studies/<str:study>/metadata", views.WadoMetadataApi.as_view(), name="dicomweb-study-metadata"),
     path("studies/<str:study>/series", views.QidoSeriesApi.as_view(), name="dicomweb-series"),
     path("studies/<str:study>/instances", views.QidoInstancesApi.as_view(), name="dicomweb-study-instances"),

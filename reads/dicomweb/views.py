@@ -5,19 +5,26 @@ out of the user's scope is 404 like a missing one. Retrieval streams: instances 
 file after another, frames are read by seeking into the file, and no study is ever held in memory.
 """
 
+import gzip
+import hashlib
 import io
+import json
+import re
 import secrets
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
 
 import pydicom
+from django.core.cache import cache
 from django.core.files.storage import storages
 from django.http import HttpResponse, StreamingHttpResponse
+from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_header_parameters
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from pydicom.datadict import tag_for_keyword
 from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -34,6 +41,16 @@ DICOM_JSON = "application/dicom+json"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 NATIVE_SYNTAXES = {"1.2.840.10008.1.2", EXPLICIT_LE}
 MAX_LIMIT = 1000
+# JSON answers this big or bigger leave gzip-compressed when the client accepts it: a 500-slice series'
+# metadata is 2 MB of JSON and ~10 times less compressed. Frames are not compressed (16-bit noise gains little
+# for the CPU it costs, and they stream).
+GZIP_MIN_BYTES = 1024
+GZIP_LEVEL = 5
+_accepts_gzip = re.compile(r"\bgzip\b")
+METADATA_CACHE_PREFIX = "dicomweb:metadata:v1:"
+METADATA_CACHE_SECONDS = 7 * 24 * 3600
+# stands for this server's /dicomweb root in cached metadata, which every request fills in with its own
+BASE_PLACEHOLDER = "\u0000dicomweb-base\u0000"
 
 
 class DicomJsonRenderer(JSONRenderer):
@@ -72,12 +89,34 @@ class DicomWebApi(APIView):
     def base_url(self) -> str:
         return self.request.build_absolute_uri("/dicomweb").rstrip("/")
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response):
+            response.render()  # DRF renders lazily; the body must exist to be compressed
+        return _compressed(request, response)
+
     def rows(self, *, study: str, series: str | None = None, sop: str | None = None) -> list[InstanceRow]:
         rows = selectors.instance_rows_for_user(user=self.request.user, study_uid=study, series_uid=series,
                                                 sop_uid=sop)
         if not rows:
             raise exceptions.NotFound("No such study, series or instance")
         return rows
+
+
+def _compressed(request, response):
+    """gzip a JSON answer for a client that accepts it (Content-Encoding, Vary: Accept-Encoding); anything
+    else (multipart, images, streams, small bodies) leaves as it is."""
+    patch_vary_headers(response, ("Accept-Encoding",))
+    if (response.streaming or response.has_header("Content-Encoding")
+            or "json" not in response.get("Content-Type", "")
+            or not _accepts_gzip.search(request.headers.get("Accept-Encoding", ""))):
+        return response
+    if len(response.content) < GZIP_MIN_BYTES:
+        return response
+    response.content = gzip.compress(response.content, compresslevel=GZIP_LEVEL, mtime=0)
+    response["Content-Length"] = str(len(response.content))
+    response["Content-Encoding"] = "gzip"
+    return response
 
 
 # -- Accept headers ---------------------------------------------------------------------------------------
@@ -155,6 +194,38 @@ MATCH_KEYS = {
     "instance": {"SOPInstanceUID", "SOPClassUID", "InstanceNumber"},
 }
 CONTROL_KEYS = {"limit", "offset", "includefield", "fuzzymatching"}
+
+
+# -- OpenAPI: what /api/schema/ says about these endpoints ---------------------------------------------------
+
+def _qido_parameters(*levels: str) -> list[OpenApiParameter]:
+    control = [
+        OpenApiParameter("limit", int, description=f"at most this many results (default and maximum {MAX_LIMIT})"),
+        OpenApiParameter("offset", int, description="skip this many results first"),
+        OpenApiParameter("includefield", str, many=True, explode=True,
+                         description="more attributes to return: keywords or 8-digit tags, comma-separated, or `all`"),
+        OpenApiParameter("fuzzymatching", bool, description="accepted; matching is always exact or by wildcard"),
+    ]
+    keys = sorted(set().union(*(MATCH_KEYS[level] for level in levels)))
+    return control + [OpenApiParameter(key, str, description="match: a value, `*`/`?` wildcards, a UID list, "
+                                                              "or a date range `from-to`") for key in keys]
+
+
+def _accept(description: str) -> OpenApiParameter:
+    return OpenApiParameter("Accept", str, location=OpenApiParameter.HEADER, description=description)
+
+
+DICOM_JSON_LIST = {"type": "array", "items": {"type": "object", "additionalProperties": True,
+                                              "description": "one dataset in DICOM JSON (PS3.18 F.2)"}}
+REFUSALS = {
+    400: OpenApiResponse(description="a malformed request; `detail` says why"),
+    401: OpenApiResponse(description="no credentials"),
+    404: OpenApiResponse(description="no such study, series, instance or frame, or not yours to see"),
+}
+NOT_ACCEPTABLE = {406: OpenApiResponse(description="a media type or transfer syntax the resource cannot be "
+                                                   "(the archive does not transcode: ask with transfer-syntax=*)")}
+MULTIPART_ACCEPT = ('multipart/related; type="{type}" (optionally with transfer-syntax=* or the stored syntax), '
+                    "or */*")
 
 
 def _tag(key: str) -> str:
@@ -262,7 +333,9 @@ def _sorted_json(data: dict) -> dict:
 class QidoStudiesApi(DicomWebApi):
     """GET /dicomweb/studies: the studies the user may see, with the usual matching keys."""
 
-    @extend_schema(responses={(200, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, description="matching studies (DICOM JSON)")})
+    @extend_schema(parameters=_qido_parameters("study"),
+                   responses={(200, DICOM_JSON): OpenApiResponse(DICOM_JSON_LIST, description="matching studies"),
+                              **REFUSALS})
     def get(self, request):
         query = Query(request, levels=("study",))
         uids = [u.strip() for u in query.filters.get("0020000D", "").split(",") if u.strip()]
@@ -291,7 +364,9 @@ class QidoStudiesApi(DicomWebApi):
 class QidoSeriesApi(DicomWebApi):
     """GET /dicomweb/studies/{study}/series (and /dicomweb/series)."""
 
-    @extend_schema(responses={(200, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, description="matching series (DICOM JSON)")})
+    @extend_schema(parameters=_qido_parameters("study", "series"),
+                   responses={(200, DICOM_JSON): OpenApiResponse(DICOM_JSON_LIST, description="matching series"),
+                              **REFUSALS})
     def get(self, request, study: str | None = None):
         query = Query(request, levels=("series",) if study else ("study", "series"))
         uids = [u.strip() for u in query.filters.get("0020000D", "").split(",") if u.strip()]
@@ -318,7 +393,9 @@ class QidoSeriesApi(DicomWebApi):
 class QidoInstancesApi(DicomWebApi):
     """GET /dicomweb/studies/{study}/series/{series}/instances (and the study- and server-level forms)."""
 
-    @extend_schema(responses={(200, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, description="matching instances (DICOM JSON)")})
+    @extend_schema(parameters=_qido_parameters("study", "series", "instance"),
+                   responses={(200, DICOM_JSON): OpenApiResponse(DICOM_JSON_LIST, description="matching instances"),
+                              **REFUSALS})
     def get(self, request, study: str | None = None, series: str | None = None):
         levels = ("instance",) if series else ("series", "instance") if study else ("study", "series", "instance")
         query = Query(request, levels=levels)
@@ -371,7 +448,11 @@ def _instance_parts(rows: list[InstanceRow]) -> Iterator[tuple[str, Iterator[byt
 class WadoInstancesApi(DicomWebApi):
     """GET a study, a series or an instance as multipart/related; type="application/dicom", streamed."""
 
-    @extend_schema(responses={(200, "multipart/related"): OpenApiResponse(OpenApiTypes.BINARY, description="the instances, application/dicom parts")})
+    @extend_schema(parameters=[_accept(MULTIPART_ACCEPT.format(type="application/dicom"))],
+                   responses={(200, "multipart/related"): OpenApiResponse(
+                       OpenApiTypes.BINARY, description='the instances as they are archived, one part each '
+                                                        '(type="application/dicom"), streamed'),
+                              **REFUSALS, **NOT_ACCEPTABLE})
     def get(self, request, study: str, series: str | None = None, sop: str | None = None):
         rows = self.rows(study=study, series=series, sop=sop)
         headers = selectors.headers_for(rows)
@@ -379,12 +460,22 @@ class WadoInstancesApi(DicomWebApi):
         return _multipart_response(_instance_parts(rows), part_type="application/dicom")
 
 
-class WadoMetadataApi(DicomWebApi):
-    """GET .../metadata: the instances' headers as DICOM JSON; Pixel Data as a BulkDataURI to its frames."""
+def metadata_key(rows: list[InstanceRow]) -> str:
+    """Cache key of the metadata of exactly these rows: an archived file never changes (sha256), and the
+    rest of the answer is the UIDs and whether the asker is blinded, so equal keys mean equal answers."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(f"{row.sha256}|{row.study_uid}|{row.series_uid}|{row.sop_uid}|{int(row.blinded)}\n".encode())
+    return METADATA_CACHE_PREFIX + digest.hexdigest()
 
-    @extend_schema(responses={(200, "application/dicom+json"): OpenApiResponse(OpenApiTypes.OBJECT, description="the headers (DICOM JSON)")})
-    def get(self, request, study: str, series: str | None = None, sop: str | None = None):
-        rows = self.rows(study=study, series=series, sop=sop)
+
+def metadata_body(rows: list[InstanceRow]) -> bytes:
+    """The metadata of ``rows`` as DICOM JSON bytes (zlib-compressed), with BASE_PLACEHOLDER for the server's
+    /dicomweb root: built once from the header cache and kept, because turning 500 cached headers into JSON
+    is most of a second, while the cached answer is one Redis read."""
+    key = metadata_key(rows)
+    body = cache.get(key)
+    if body is None:
         headers = selectors.headers_for(rows)
         results = []
         for row in rows:
@@ -392,11 +483,26 @@ class WadoMetadataApi(DicomWebApi):
             data = selectors.header_json(row, header)
             if header["pixel"] is not None:
                 frames = ",".join(str(n) for n in range(1, header["pixel"]["frames"] + 1))
-                url = f"{self.base_url()}/studies/{row.study_uid}/series/{row.series_uid}/instances/{row.sop_uid}"
+                url = f"{BASE_PLACEHOLDER}/studies/{row.study_uid}/series/{row.series_uid}/instances/{row.sop_uid}"
                 data["7FE00010"] = {"vr": "OB" if header["pixel"]["length"] == dicom.UNDEFINED_LENGTH else "OW",
                                     "BulkDataURI": f"{url}/frames/{frames}"}
             results.append(_sorted_json(data))
-        return Response(results)
+        body = zlib.compress(json.dumps(results, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+        cache.set(key, body, timeout=METADATA_CACHE_SECONDS)
+    return body
+
+
+class WadoMetadataApi(DicomWebApi):
+    """GET .../metadata: the instances' headers as DICOM JSON; Pixel Data as a BulkDataURI to its frames."""
+
+    @extend_schema(responses={(200, DICOM_JSON): OpenApiResponse(
+        DICOM_JSON_LIST, description="the headers; Pixel Data as a BulkDataURI to the frames. gzip-compressed "
+                                     "when the request accepts it"), **REFUSALS})
+    def get(self, request, study: str, series: str | None = None, sop: str | None = None):
+        rows = self.rows(study=study, series=series, sop=sop)
+        placeholder = json.dumps(BASE_PLACEHOLDER)[1:-1].encode()
+        body = zlib.decompress(metadata_body(rows)).replace(placeholder, self.base_url().encode())
+        return HttpResponse(body, content_type=DICOM_JSON)
 
 
 def _frame_numbers(frames: str) -> list[int]:
@@ -414,7 +520,11 @@ class WadoFramesApi(DicomWebApi):
     """GET .../instances/{sop}/frames/{n[,m...]}: pixel data per frame in the stored transfer syntax
     (native frames as Explicit VR Little Endian), multipart/related; type="application/octet-stream"."""
 
-    @extend_schema(responses={(200, "multipart/related"): OpenApiResponse(OpenApiTypes.BINARY, description="the frames, application/octet-stream parts")})
+    @extend_schema(parameters=[_accept(MULTIPART_ACCEPT.format(type="application/octet-stream"))],
+                   responses={(200, "multipart/related"): OpenApiResponse(
+                       OpenApiTypes.BINARY, description='one part per frame asked for (type="application/octet-stream";'
+                                                        " native pixel data as Explicit VR Little Endian)"),
+                              **REFUSALS, **NOT_ACCEPTABLE})
     def get(self, request, study: str, series: str, sop: str, frames: str):
         numbers = _frame_numbers(frames)
         [row] = self.rows(study=study, series=series, sop=sop)[:1]
@@ -458,7 +568,14 @@ class WadoRenderedApi(DicomWebApi):
     """GET .../instances/{sop}/rendered or .../frames/{n}/rendered: one frame as JPEG (default) or PNG,
     windowed from ?window=centre,width or the file's own window."""
 
-    @extend_schema(responses={(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="one frame, JPEG or PNG")})
+    @extend_schema(parameters=[
+        _accept("image/jpeg (the default) or image/png"),
+        OpenApiParameter("window", str, description="centre,width[,function] in stored units after rescale, "
+                                                    "e.g. 40,400 (default: the file's own window)"),
+        OpenApiParameter("quality", int, description="JPEG quality from 1 to 100 (default 90)"),
+    ], responses={(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="one frame as JPEG"),
+                  (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="one frame as PNG"),
+                  **REFUSALS, **NOT_ACCEPTABLE})
     def get(self, request, study: str, series: str, sop: str, frames: str = "1"):
         numbers = _frame_numbers(frames)
         if len(numbers) != 1:
@@ -485,7 +602,11 @@ class ViewerStudyApi(DicomWebApi):
 
     renderer_classes = [JSONRenderer]
 
-    @extend_schema(responses={(200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="the study's de-identified Study Instance UIDs")})
+    @extend_schema(responses={(200, "application/json"): OpenApiResponse(
+        {"type": "object", "properties": {"study_uids": {"type": "array", "items": {"type": "string"}},
+                                          "dicomweb": {"type": "string", "format": "uri"}}},
+        description="the study's de-identified Study Instance UIDs and the DICOMweb root"),
+        401: REFUSALS[401], 404: REFUSALS[404]})
     def get(self, request, study_id: int):
         uids = selectors.study_uids_for_study(user=request.user, study_id=study_id)
         if not uids:

@@ -336,3 +336,68 @@ def test_a_readers_later_timepoint_stays_hidden_until_the_baseline_is_signed(
     baseline_task.save(update_fields=["status"])
 
     assert {tag(s, "0020000D") for s in client.search_for_studies()} == {uids(study)[0], uids(later)[0]}
+
+
+# -- compression, the cached metadata answer, the OpenAPI schema ---------------------------------------------
+
+def test_json_answers_are_gzipped_for_clients_that_accept_it_and_frames_are_not(client, qc_analyst, study):
+    import gzip
+
+    study_uid, series_uid, sops = uids(study)
+    client.force_login(qc_analyst)
+    path = f"/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"
+
+    plain = client.get(path)
+    packed = client.get(path, HTTP_ACCEPT_ENCODING="gzip, deflate")
+    qido = client.get(f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances?includefield=all",
+                      HTTP_ACCEPT_ENCODING="gzip")
+    frame = client.get(f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sops[0]}/frames/1",
+                       HTTP_ACCEPT_ENCODING="gzip")
+
+    assert "Content-Encoding" not in plain and plain["Content-Type"] == "application/dicom+json"
+    assert packed["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed["Vary"]
+    assert len(packed.content) < len(plain.content) / 3
+    assert json.loads(gzip.decompress(packed.content)) == json.loads(plain.content)
+    assert qido["Content-Encoding"] == "gzip" and len(json.loads(gzip.decompress(qido.content))) == 5
+    assert frame.status_code == 200 and "Content-Encoding" not in frame
+    missing = client.get(f"/dicomweb/studies/{study_uid}/series/2.25.1/metadata", HTTP_ACCEPT_ENCODING="gzip")
+    assert missing.status_code == 404 and "Content-Encoding" not in missing  # small answers stay as they are
+
+
+def test_the_cached_metadata_answer_names_the_asking_servers_own_urls(client, qc_analyst, study):
+    study_uid, series_uid, sops = uids(study)
+    client.force_login(qc_analyst)
+    path = f"/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"
+
+    first = client.get(path, HTTP_HOST="127.0.0.1").json()
+    second = client.get(path, HTTP_HOST="localhost").json()  # the same answer, now from the cache
+
+    assert first[0]["7FE00010"]["BulkDataURI"].startswith("http://127.0.0.1/dicomweb/studies/")
+    assert second[0]["7FE00010"]["BulkDataURI"].startswith("http://localhost/dicomweb/studies/")
+    assert json.dumps(second).replace("localhost", "127.0.0.1") == json.dumps(first)
+    assert "dicomweb-base" not in json.dumps(second)
+
+
+def test_the_openapi_schema_lists_the_dicomweb_read_endpoints(client, qc_analyst):
+    client.force_login(qc_analyst)
+
+    paths = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["paths"]
+
+    series = "/dicomweb/studies/{study}/series/{series}"
+    instance = series + "/instances/{sop}"
+    for path, media in [("/dicomweb/studies", "application/dicom+json"),
+                        ("/dicomweb/studies/{study}/series", "application/dicom+json"),
+                        (series + "/instances", "application/dicom+json"),
+                        ("/dicomweb/studies/{study_uid}", "multipart/related"),
+                        (series, "multipart/related"),
+                        (series + "/metadata", "application/dicom+json"),
+                        (instance + "/frames/{frames}", "multipart/related"),
+                        (instance + "/rendered", "image/png")]:
+        operation = paths[path]["get"]
+        assert media in operation["responses"]["200"]["content"], path
+        assert {"401", "404"} <= set(operation["responses"]), path
+    assert "post" in paths["/dicomweb/studies"]  # STOW-RS on the same URL keeps its own entry
+    qido = {p["name"] for p in paths["/dicomweb/studies"]["get"]["parameters"]}
+    assert {"limit", "offset", "includefield", "PatientID", "StudyInstanceUID"} <= qido
+    frames = paths[instance + "/frames/{frames}"]["get"]
+    assert {"Accept", "frames"} <= {p["name"] for p in frames["parameters"]} and "406" in frames["responses"]

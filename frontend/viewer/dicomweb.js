@@ -1,0 +1,83 @@
+// What the viewer asks Corelab's DICOMweb before it can draw: the study entry, each study's series (QIDO) and
+// the first series' metadata. preload.js starts these requests as soon as the page is parsed, while the viewer's
+// bundle (Cornerstone, several MB of script) is still loading; main.js picks up the same promises.
+
+export const value = (data, tag) => data?.[tag]?.Value?.[0];
+
+export async function getJson(url) {
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/dicom+json, application/json" } });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
+    const error = new Error(`${response.status}: ${detail}`);
+    error.status = response.status;
+    throw error;
+  }
+  return response.json();
+}
+
+// slices in space order (along the slice normal), else by instance number
+export function sortInstances(instances) {
+  const position = (i) => {
+    const ipp = i["00200032"]?.Value;
+    const iop = i["00200037"]?.Value;
+    if (!ipp || !iop) return null;
+    const [a, b, c, d, e, f] = iop.map(Number);
+    const normal = [b * f - c * e, c * d - a * f, a * e - b * d];
+    return normal[0] * ipp[0] + normal[1] * ipp[1] + normal[2] * ipp[2];
+  };
+  const all = instances.map((i) => ({ i, p: position(i), n: Number(value(i, "00200013") || 0) }));
+  const spatial = all.every((x) => x.p !== null);
+  all.sort((x, y) => (spatial ? x.p - y.p : x.n - y.n));
+  return all.map((x) => x.i);
+}
+
+// One viewer element's requests: `series` (a promise of the series list, baseline first) and `metadata(series)`
+// (a promise of its sorted metadata, asked for once however many panes show it).
+export class StudyLoader {
+  constructor(element) {
+    this.root = new URL(element.dataset.dicomweb || "/dicomweb", window.location.href).href.replace(/\/$/, "");
+    const uids = (name) => (element.dataset[name] ? JSON.parse(element.dataset[name]) : null);
+    this.studyUids = uids("studyUids");
+    this.baselineUids = uids("baselineStudyUids") || [];
+    this.studyUrl = element.dataset.studyUrl;
+    this.cache = new Map();
+    this.series = this.fetchSeries();
+    this.series.catch(() => {});  // reported by the viewer
+  }
+
+  async fetchSeries() {
+    const entry = this.studyUids ? { study_uids: this.studyUids } : await getJson(this.studyUrl);
+    const studies = [...this.baselineUids.map((uid) => [uid, "baseline"]), ...entry.study_uids.map((uid) => [uid, "current"])];
+    const lists = await Promise.all(studies.map(([studyUid]) => getJson(`${this.root}/studies/${studyUid}/series`)));
+    const found = [];
+    studies.forEach(([studyUid, role], n) => {
+      for (const s of lists[n]) {
+        found.push({ studyUid, role, seriesUid: value(s, "0020000E"), number: value(s, "00200011"),
+          modality: value(s, "00080060") || "", description: value(s, "0008103E") || "",
+          count: value(s, "00201209") || 0 });
+      }
+    });
+    const first = found.find((s) => s.role === "baseline") || found[0];
+    if (first) this.metadata(first).catch(() => {});  // the left pane's; errors surface when it is shown
+    return found;
+  }
+
+  seriesBase(series) { return `${this.root}/studies/${series.studyUid}/series/${series.seriesUid}`; }
+
+  metadata(series) {
+    const base = this.seriesBase(series);
+    if (!this.cache.has(base)) {
+      const request = getJson(`${base}/metadata`).then(sortInstances);
+      request.catch(() => this.cache.delete(base));  // a failure is not remembered: asking again retries
+      this.cache.set(base, request);
+    }
+    return this.cache.get(base);
+  }
+}
+
+// the loader of a viewer element: the one preload.js started, else a new one
+export function loaderFor(element) {
+  if (!element.corelabLoader) element.corelabLoader = new StudyLoader(element);
+  return element.corelabLoader;
+}
