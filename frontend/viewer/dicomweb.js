@@ -32,6 +32,9 @@ export function sortInstances(instances) {
   return all.map((x) => x.i);
 }
 
+// series of documents, not images: measurement reports (SR), key objects (KO), presentation states (PR)
+const NOT_IMAGES = new Set(["SR", "KO", "PR", "DOC"]);
+
 // One viewer element's requests: `series` (a promise of the series list, baseline first) and `metadata(series)`
 // (a promise of its sorted metadata, asked for once however many panes show it).
 export class StudyLoader {
@@ -53,6 +56,8 @@ export class StudyLoader {
     const found = [];
     studies.forEach(([studyUid, role], n) => {
       for (const s of lists[n]) {
+        // a measurement report (DICOM SR) or another document has no images to show
+        if (NOT_IMAGES.has(value(s, "00080060"))) continue;
         found.push({ studyUid, role, seriesUid: value(s, "0020000E"), number: value(s, "00200011"),
           modality: value(s, "00080060") || "", description: value(s, "0008103E") || "",
           count: value(s, "00201209") || 0 });

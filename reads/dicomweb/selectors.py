@@ -12,6 +12,9 @@ Who sees what (anything else is 404, never 403, so existence does not leak):
   assigned to them (open or resolved), blinded like readers, so they can see what readers A and B measured.
 - Site coordinators and sponsors: nothing here.
 
+Besides the images, those who see a study unblinded get the stored measurement reports of its signed reads
+(DICOM SR, ``reads.reports``), each in a series of its own under the study, as it was stored.
+
 The UIDs are the de-identified ones, as de-identification recorded them on the released DeidRecord;
 attributes come from the archived file's header, read once and cached in Redis under its sha256 (an archived
 object never changes, so the cache never goes stale).
@@ -29,7 +32,7 @@ from intake.models import ImagingStudy, Instance
 from trials.permissions import Perm, trial_ids_with
 
 from ..blinding import reading_id_for_code
-from ..models import Adjudication, Read, ReadTask
+from ..models import Adjudication, MeasurementReport, Read, ReadTask
 from ..services import lock_reason
 from . import dicom
 
@@ -130,7 +133,27 @@ def instance_rows_for_user(*, user, study_uid: str | None = None, series_uid: st
             continue  # the same SOP Instance UID in two versions of a study: the first filed answers
         seen.add((row[3], row[5]))
         result.append(InstanceRow(*row, blinded=row[2] in blinded_trials))
+    filters = {"study_uid": study_uid, "study_uid__in": study_uids or None, "series_uid": series_uid,
+               "sop_uid": sop_uid}
+    reports = _report_rows(user=user, scope=scope, blinded_trials=blinded_trials,
+                           **{key: value for key, value in filters.items() if value is not None})
+    if reports:  # each in a series of its own, after the images' series of the same study
+        result = sorted(result + reports, key=lambda r: (r.study_uid, r.instance_id < 0))
     return result
+
+
+def _report_rows(*, user, scope: Q, blinded_trials: set[int], **filters) -> list[InstanceRow]:
+    """The stored measurement reports (DICOM SR of signed reads, ``reads.reports``) of the studies in scope, for
+    those who see the trial's studies unblinded (QC, managers, auditors): a reader never sees another reader's
+    measurements, so readers and adjudicators get none here. Instance ids are negative (no Instance row)."""
+    rows = (MeasurementReport.objects
+            .filter(status=MeasurementReport.Status.STORED, study__in=ImagingStudy.objects.filter(scope).values("pk"),
+                    **filters)
+            .exclude(study__trial_id__in=blinded_trials)
+            .order_by("study_uid", "series_uid", "pk")
+            .values_list("pk", "study_id", "study__trial_id", "study_uid", "series_uid", "sop_uid", "archive_key",
+                         "sha256", "size"))
+    return [InstanceRow(-pk, *rest, blinded=False) for pk, *rest in rows]
 
 
 def study_uids_for_study(*, user, study_id: int) -> list[str]:
