@@ -49,8 +49,12 @@ debs:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# pytest-xdist workers; each has its own test database, Redis database and file stores (tests/services.py).
+# TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: lint debs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

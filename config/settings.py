@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -95,8 +96,13 @@ REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
 
 def _celery_url(url: str) -> str:
-    # redis-py speaks unix://; kombu wants redis+socket:// for the same socket
-    return "redis+socket://" + url.removeprefix("unix://") if url.startswith("unix://") else url
+    # redis-py speaks unix://; kombu wants redis+socket:// for the same socket, and takes the database
+    # number from virtual_host there (it ignores ?db=, and would use database 0)
+    if not url.startswith("unix://"):
+        return url
+    path, _, query = url.removeprefix("unix://").partition("?")
+    db = dict(parse_qsl(query)).get("db", "0")
+    return f"redis+socket://{path}?virtual_host={db}"
 
 
 CELERY_BROKER_URL = _celery_url(REDIS_URL)

@@ -96,14 +96,14 @@ class Worker:
 
     def start(self) -> None:
         """Start it on os.environ's REDIS_URL and wait until it answers a ping there."""
-        from ..conftest import database_url_for_children
+        from ..conftest import WORKER_START_SECONDS, database_url_for_children
 
         env = {**os.environ, "DATABASE_URL": database_url_for_children()}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "WARNING",
              "--hostname", f"deid-test-{os.getpid()}-{time.monotonic_ns()}@%h", "--without-gossip",
              "--without-mingle"], env=env, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + WORKER_START_SECONDS
         while not self._answers(env):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.process.kill()
