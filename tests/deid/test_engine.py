@@ -471,10 +471,11 @@ def test_clean_pixel_data_decodes_what_is_installed():
 
 
 def test_clean_pixel_data_refuses_what_it_cannot_decode():
-    candidates = ["MR_small_jpeg_ls_lossless.dcm", "SC_rgb_jpeg_gdcm.dcm", "JPEGLSNearLossless_08.dcm"]
+    candidates = ["JPEG-LL.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPEGLSNearLossless_08.dcm"]
     undecodable = [name for name in candidates
                    if not get_decoder(pydicom.dcmread(get_testdata_file(name)).file_meta.TransferSyntaxUID).is_available]
-    # the pinned dependencies carry no JPEG-LS decoder; if one is added, pick another undecodable sample
+    # the pinned dependencies carry no JPEG Lossless (process 14) decoder (highdicom brought one for JPEG-LS);
+    # if one is added, pick another undecodable sample
     assert undecodable, "every candidate transfer syntax now has a decoder: choose another sample"
     ds = _with_phi(undecodable[0])
     with pytest.raises(PixelDataError, match="no decoder is installed for it"):

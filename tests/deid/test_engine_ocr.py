@@ -60,6 +60,6 @@ def test_find_text_on_an_image_without_text_finds_nothing():
 
 
 def test_find_text_refuses_pixels_it_cannot_decode():
-    ds = _with_phi("JPEGLSNearLossless_08.dcm")  # the pinned dependencies carry no JPEG-LS decoder
+    ds = _with_phi("JPEG-LL.dcm")  # JPEG Lossless (process 14): the pinned dependencies carry no decoder for it
     with pytest.raises(OcrError, match="cannot decode"):
         find_text(ds)

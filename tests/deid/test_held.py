@@ -133,7 +133,7 @@ def test_a_real_ultrasound_with_its_institution_burned_in_is_held_unless_ocr_is_
 
 
 def test_pixels_ocr_cannot_decode_are_held_for_review(tmp_path):
-    ds = pydicom.dcmread(get_testdata_file("JPEGLSNearLossless_08.dcm"))  # no JPEG-LS decoder is pinned
+    ds = pydicom.dcmread(get_testdata_file("JPEG-LL.dcm"))  # JPEG Lossless (process 14): no decoder is pinned
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
