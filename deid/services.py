@@ -24,13 +24,13 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pydicom
-from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
 from config.errors import ConflictError, DomainError
+from config.objects import ObjectConflict, sha256_of, store_once
 from deid.engine import OPTIONS, Profile
 from intake.models import ImagingStudy, Instance
 from intake.services import instance_transition, study_transition
@@ -199,25 +199,12 @@ def held_key(*, instance: Instance, profile: DeidProfile) -> str:
     return f"held/{archive_key(instance=instance, profile=profile)}"
 
 
-def _sha256_of(storage, key: str) -> str:
-    digest = hashlib.sha256()
-    with storage.open(key, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _store(storage, key: str, data: bytes, sha256: str) -> str:
     """Write a new object under ``key``; an identical one already there (an earlier attempt) is kept."""
-    if storage.exists(key):
-        if _sha256_of(storage, key) != sha256:
-            raise ArchiveConflict(f"{key} already holds other bytes; outputs are never overwritten")
-        return key
-    stored = storage.save(key, ContentFile(data, name=key))
-    if stored != key:  # a concurrent writer got there first and the storage picked another name
-        storage.delete(stored)
-        return _store(storage, key, data, sha256)
-    return key
+    try:
+        return store_once(storage, key, data, sha256)
+    except ObjectConflict as exc:
+        raise ArchiveConflict(f"{key} already holds other bytes; outputs are never overwritten") from exc
 
 
 def _claim(instance_id: int) -> tuple[Instance, DeidProfile] | DeidRecord | None:
@@ -527,7 +514,7 @@ def _purge_one(*, record_id: int, now: datetime, retention_days: int) -> int:
             return 0
         instance = record.instance
         try:
-            intact = _sha256_of(storages["archive"], record.output_key) == record.output_sha256
+            intact = sha256_of(storages["archive"], record.output_key) == record.output_sha256
         except OSError:
             intact = False
         if not intact:

@@ -22,7 +22,6 @@ from datetime import datetime
 from functools import partial
 
 import pydicom
-from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import transaction
 from django.db.models import F
@@ -31,6 +30,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from config.errors import ConflictError
+from config.objects import ObjectConflict, store_once
 from deid.engine.pseudonyms import map_uid
 from deid.models import DeidRecord
 from intake.models import ImagingStudy, Instance
@@ -212,30 +212,12 @@ def report_key(report: MeasurementReport) -> str:
     return f"{report.read.task.trial_id}/{report.study_id}/measurement-reports/{report.pk}.dcm"
 
 
-def _sha256_of(storage, key: str) -> str:
-    digest = hashlib.sha256()
-    with storage.open(key, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _store(key: str, data: bytes, sha256: str) -> None:
     """A new object under ``key``; an identical one (an earlier attempt) is kept, different bytes refused."""
-    archive = storages["archive"]
-    if archive.exists(key):
-        if _sha256_of(archive, key) != sha256:
-            raise ReportFailed(f"{key} already holds other bytes; archived objects are never overwritten")
-        return
     try:
-        stored = archive.save(key, ContentFile(data, name=key))
-    except BaseException:
-        if archive.exists(key) and _sha256_of(archive, key) != sha256:
-            archive.delete(key)  # a half-written object is never left behind
-        raise
-    if stored != key:  # a concurrent writer got there first and the storage picked another name
-        archive.delete(stored)
-        _store(key, data, sha256)
+        store_once(storages["archive"], key, data, sha256)
+    except ObjectConflict as exc:
+        raise ReportFailed(f"{key} already holds other bytes; archived objects are never overwritten") from exc
 
 
 def _encode(document: pydicom.Dataset) -> bytes:

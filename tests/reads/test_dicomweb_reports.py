@@ -22,7 +22,8 @@ def report(ctx) -> MeasurementReport:  # noqa: F811
     return made
 
 
-def test_the_analyst_finds_the_report_as_an_sr_series_of_the_study(live_server, qc_analyst, auditor, ctx, report):
+def test_the_analyst_finds_the_report_as_an_sr_series_of_the_study(live_server, qc_analyst, auditor, ctx,  # noqa: F811
+                                                                   report):
     images = ctx["records"][0]
     for user in (qc_analyst, auditor):
         client = dicomweb(live_server, user)
@@ -40,7 +41,7 @@ def test_the_analyst_finds_the_report_as_an_sr_series_of_the_study(live_server, 
     assert tag(study, "00201206") == 2  # NumberOfStudyRelatedSeries: the CT and the report
 
 
-def test_readers_get_no_report(live_server, reader1, reader2, ctx, report):
+def test_readers_get_no_report(live_server, reader1, reader2, ctx, report):  # noqa: F811
     for user in (reader1, reader2):
         client = dicomweb(live_server, user)
         assert report.series_uid not in {tag(s, "0020000E") for s in client.search_for_series(report.study_uid)}
