@@ -62,7 +62,9 @@ def test_the_review_page_draws_every_ocr_box_over_the_output(client, qc_analyst,
     assert sorted(tuple(map(int, r)) for r in rects) == sorted(
         (b["x"], b["y"], b["width"], b["height"]) for b in held.text_boxes)
     assert f"/qc/held/{held.pk}/frames/0.png" in page
-    assert held.instance.raw_key not in page and "DOE" not in page.upper()
+    assert held.instance.raw_key not in page
+    # the burned-in name as a word of its own: a random CSRF token may hold the letters D, O, E
+    assert not re.search(r"(?<![A-Z0-9])DOE(?![A-Z0-9])", page.upper())
 
 
 def test_the_review_image_is_the_deidentified_output_not_the_raw_file(client, qc_analyst, held):
