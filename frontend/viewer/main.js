@@ -256,9 +256,11 @@ class Viewer {
       const item = document.createElement("li");
       item.dataset.tool = a.metadata.toolName;
       const mm = (v) => (typeof v === "number" ? `${v.toFixed(1)} mm` : "…");
+      // the lesion it measures ("T1"; at adjudication "A · W6 · T1"), where it has one
+      const label = a.data?.label ? `${a.data.label}: ` : "";
       item.textContent = a.metadata.toolName === LengthTool.toolName
-        ? `Length ${mm(stats.length)}`
-        : `Bidirectional ${mm(stats.length)} × ${mm(stats.width)}`;
+        ? `${label}Length ${mm(stats.length)}`
+        : `${label}Bidirectional ${mm(stats.length)} × ${mm(stats.width)}`;
       return item;
     }));
   }
@@ -360,16 +362,21 @@ class Viewer {
 
   // a saved draft (or a correction's read) shows its annotations again, on the slice they were drawn on
   async restoreAnnotations() {
-    let first = -1;
+    const first = new Map();  // pane -> the slice of its first restored measurement
     for (const input of document.querySelectorAll("[data-annotation-lesion]")) {
       if (!input.value) continue;
       let geometry;
       try { geometry = JSON.parse(input.value); } catch { continue; }
-      const index = await this.showGeometry(this.currentPane, geometry, { lesion: input.dataset.annotationLesion,
+      // drawn in the pane already showing its series (baseline left, follow-up right), else the current one
+      const pane = this.panes.map((p) => p.dataset.viewport).find((name) => {
+        const shown = this.loaded[name]?.series;
+        return shown && shown.seriesUid === geometry.series_uid && shown.studyUid === geometry.study_uid;
+      }) || this.currentPane;
+      const index = await this.showGeometry(pane, geometry, { lesion: input.dataset.annotationLesion,
         label: input.dataset.label, locked: input.hasAttribute("data-locked") });
-      if (first < 0) first = index;
+      if (index >= 0 && !first.has(pane)) first.set(pane, index);
     }
-    if (first >= 0) await this.scrollTo(this.currentPane, first);
+    for (const [pane, index] of first) await this.scrollTo(pane, index);
     this.listMeasurements();
   }
 

@@ -65,7 +65,10 @@ def test_the_adjudicator_sees_both_readers_measurements_on_their_slices(app_serv
 
     expected = {"A · BL · T1": (3, True), "B · BL · T1": (1, True), "A · W6 · T1": (3, True), "B · W6 · T1": (1, True)}
     page.wait_for_function("() => window.corelabViewers[0].state().measurements.length >= 4")  # all restored
-    expect(page.locator("[data-viewer-measurements] li")).to_have_count(4)
+    measurements = page.locator("[data-viewer-measurements] li")
+    expect(measurements).to_have_count(4)
+    for label in expected:  # each listed under the viewer with its slot, timepoint and lesion
+        expect(measurements.filter(has_text=f"{label}: Length")).to_have_count(1)
     shown = {m["label"]: (m["index"], m["locked"]) for m in page.evaluate(STATE)["measurements"]}
     assert shown == expected
     assert errors == []
