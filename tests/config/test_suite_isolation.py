@@ -1,6 +1,7 @@
 """The suite's own isolation (tests/services.py, tests/conftest.py): under pytest-xdist each worker has its own
 test database, Redis database, Celery queue and file stores; a transactional test leaves every table empty."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,12 @@ def test_file_stores_are_not_the_developers_var_folder():
 
 
 @pytest.mark.django_db
-def test_an_xdist_worker_has_its_own_database_redis_database_queue_and_stores():
-    if not WORKER:
-        pytest.skip("runs in a pytest-xdist worker (make test, or pytest -n 2)")
+def test_each_run_or_worker_has_its_own_database_redis_database_queue_and_stores():
+    if not WORKER:  # a serial run: the session's own names, one scratch folder for every store
+        assert not re.search(r"_gw\d+$", connection.settings_dict["NAME"])
+        assert not re.search(r"-gw\d+$", settings.CELERY_TASK_DEFAULT_QUEUE)
+        assert len({location.parent for location in _store_locations()}) == 1
+        return
     index = int(WORKER.removeprefix("gw"))
     assert connection.settings_dict["NAME"].endswith(f"_{WORKER}")
     # the controller's REDIS_URL plus this worker's index: gw0 keeps its database, gw1 has the next
