@@ -3,7 +3,7 @@
 // series list, two stack viewports side by side (baseline / follow-up, or two series) with optional
 // synchronized scrolling, window/level presets, zoom, pan, length and bidirectional measurements.
 import {
-  init as coreInit, RenderingEngine, Enums, eventTarget, getRenderingCapabilities, getShouldUseCPURendering, setUseCPURendering,
+  init as coreInit, RenderingEngine, Enums, eventTarget, cache, getRenderingCapabilities, getShouldUseCPURendering, setUseCPURendering,
 } from "@cornerstonejs/core";
 import { init as loaderInit, wadors } from "@cornerstonejs/dicom-image-loader";
 import {
@@ -272,6 +272,7 @@ class Viewer {
       const vp = this.viewport(pane.dataset.viewport);
       const voi = vp.getProperties().voiRange;
       panes[pane.dataset.viewport] = { index: vp.getCurrentImageIdIndex(), total: vp.getImageIds().length,
+        cached: vp.getImageIds().filter((id) => cache.isLoaded(id)).length,
         voi: voi ? [voi.lower, voi.upper] : null, firstImageMs: this.loaded[pane.dataset.viewport]?.firstImageMs };
     }
     return { state: this.element.dataset.state, renderer: this.renderer, panes,
@@ -386,6 +387,8 @@ class Viewer {
     const index = await this.showGeometry(pane, geometry, { lesion: `baseline:${label}`, label: `${label} (baseline)`, locked: true });
     if (index < 0) { this.say(`The baseline image of ${label} is not available.`); return; }
     await this.scrollTo(pane, index);
+    // the follow-up pane goes to the same place, where the lesion should be now (when scrolling is synchronized)
+    this.sync.jump({ renderingEngineId: this.id, viewportId: `${this.id}-${pane}` }, index);
     this.say(`Baseline: ${label} was measured on slice ${index + 1}.`);
   }
 

@@ -1,4 +1,4 @@
-// Synchronized scrolling: when one pane shows a new slice, the other goes to the slice nearest in space.
+// Synchronized scrolling: when the reader scrolls one pane, the other goes to the slice nearest in space.
 // Cornerstone's image slice synchronizer does the same, but looks up the position of every slice of the other
 // series on each step (500 metadata look-ups per frame for a 500-slice CT); here each series' positions are
 // read once, and two panes showing the same series simply share the index.
@@ -55,26 +55,19 @@ function nearest(point, table) {
   return best;
 }
 
-// The other pane is moved without waiting for its slice: Cornerstone's synchronizer ignores new events while a
-// callback is still running, so waiting would drop steps of a fast scroll (the panes end apart). The other pane's
-// own new-slice events, which come back here, are recognized as echoes until it has arrived, and go no further.
-const echoes = new Map();  // viewport id -> the slice this synchronizer last sent it to
-
-function follow(synchronizer, sourceRef, targetRef, event) {
+// The panes follow the reader's scrolling (Cornerstone's STACK_VIEWPORT_SCROLL, which the wheel and the scroll
+// tool raise on the pane scrolled, never on a pane moved by code) and the viewer's deliberate jumps (`jump`). A
+// pane moved here raises no event back, so nothing echoes between the panes however fast the scroll: an earlier
+// design followed every new slice shown (STACK_NEW_IMAGE), could not tell echoes from steps under load, and left
+// the panes apart.
+function follow(sourceRef, targetRef, at) {
   const engine = getRenderingEngine(targetRef.renderingEngineId);
   const source = engine?.getViewport(sourceRef.viewportId);
   const target = engine?.getViewport(targetRef.viewportId);
   if (!source || !target) return;
   const sourceIds = source.getImageIds();
   const targetIds = target.getImageIds();
-  if (!sourceIds.length || !targetIds.length) return;
-  const at = event?.detail?.imageIdIndex ?? source.getCurrentImageIdIndex();
-  if (echoes.has(sourceRef.viewportId)) {
-    // a pane on its way to where this synchronizer sent it leads nothing: its slices are echoes, possibly stale
-    if (echoes.get(sourceRef.viewportId) === at) echoes.delete(sourceRef.viewportId);
-    return;
-  }
-  if (source.getCurrentImageIdIndex() !== at) return;  // the pane has been asked for another slice since
+  if (!sourceIds.length || !targetIds.length || !(at >= 0 && at < sourceIds.length)) return;
   let index;
   if (stackKey(sourceIds) === stackKey(targetIds)) {
     index = at;
@@ -85,12 +78,19 @@ function follow(synchronizer, sourceRef, targetRef, event) {
     if (!point || point.some(Number.isNaN)) return;
     index = nearest(point, positionsOf(targetIds));
   }
-  if (index >= 0 && index !== target.getCurrentImageIdIndex()) {
-    echoes.set(targetRef.viewportId, index);
-    target.setImageIdIndex(index).catch(() => echoes.delete(targetRef.viewportId));
-  }
+  // the slice it is showing or on its way to: a fast scroll moves it again before the last slice is drawn
+  if (index >= 0 && index !== target.getTargetImageIdIndex()) target.setImageIdIndex(index).catch(() => {});
 }
 
 export function createSliceSynchronizer(id) {
-  return SynchronizerManager.createSynchronizer(id, Enums.Events.STACK_NEW_IMAGE, follow);
+  const synchronizer = SynchronizerManager.createSynchronizer(id, Enums.Events.STACK_VIEWPORT_SCROLL,
+    (_, sourceRef, targetRef, event) => follow(sourceRef, targetRef, event.detail.newImageIdIndex));
+  // after the viewer itself moved a pane (to a lesion's slice): the others go where it went, if synchronized
+  synchronizer.jump = (sourceRef, index) => {
+    if (synchronizer.isDisabled()) return;
+    for (const targetRef of synchronizer.getTargetViewports()) {
+      if (targetRef.viewportId !== sourceRef.viewportId) follow(sourceRef, targetRef, index);
+    }
+  };
+  return synchronizer;
 }

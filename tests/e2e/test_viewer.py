@@ -88,6 +88,17 @@ def test_an_analyst_scrolls_windows_and_measures_in_the_viewer(app_server, page,
     page.mouse.wheel(0, 120)
     expect(left.locator("[data-viewport-slice]")).to_have_text("2 / 5")
     expect(viewer.locator('[data-viewport="right"] [data-viewport-slice]')).to_have_text("2 / 5")
+    # the right pane leads as well, and a burst of steps leaves both panes on the same slice
+    right_box = viewer.locator('[data-viewport="right"] [data-viewport-canvas]').bounding_box()
+    page.mouse.move(right_box["x"] + right_box["width"] / 2, right_box["y"] + right_box["height"] / 2)
+    for _ in range(3):
+        page.mouse.wheel(0, 120)
+    expect(viewer.locator('[data-viewport="right"] [data-viewport-slice]')).to_have_text("5 / 5")
+    expect(left.locator("[data-viewport-slice]")).to_have_text("5 / 5")
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -120)
+    expect(left.locator("[data-viewport-slice]")).to_have_text("4 / 5")
+    expect(viewer.locator('[data-viewport="right"] [data-viewport-slice]')).to_have_text("4 / 5")
 
     # a window preset: lung is centre -600, width 1500
     viewer.get_by_role("button", name="Lung").click()
