@@ -213,3 +213,11 @@ def held_get_for_review(*, user, record_id: int) -> DeidRecord:
                                           "instance__study__subject", "instance__series", "profile", "reviewed_by")
         .exclude(held_key=""),
         pk=record_id, instance__study__trial_id__in=trial_ids_with(user=user, perm=Perm.QC_REVIEW))
+
+
+def released_study_uids(*, study_id: int) -> list[str]:
+    """The de-identified Study Instance UID(s) under which one ImagingStudy's released instances are archived:
+    what DICOMweb serves it as. The caller has already checked the user may see the study."""
+    return list(DeidRecord.objects.filter(outcome=DeidRecord.Outcome.RELEASED, instance__study_id=study_id,
+                                          output_storage="archive").exclude(study_uid="")
+                .order_by("study_uid").values_list("study_uid", flat=True).distinct())

@@ -3,6 +3,7 @@ write through services; an htmx request gets a partial of the page's own templat
 
 import datetime
 import io
+import json
 
 import pydicom
 import pydicom.errors
@@ -66,6 +67,8 @@ def _study_page(request, study: ImagingStudy, *, reject_errors: list[str] | None
         "can_decide": study.status == ImagingStudy.Status.QC_PENDING,
         "reject_errors": reject_errors or [], "accept_errors": accept_errors or [], "reason": reason,
         "held": deid_selectors.held_list_for_study(user=request.user, study=study),
+        # the viewer starts its DICOMweb requests from these, without first asking which UIDs the study has
+        "viewer_study_uids": json.dumps(deid_selectors.released_study_uids(study_id=study.pk)),
         **_study_queries(request, study, errors=query_errors, form=query_form),
     }
     template = "qc/study.html#decision" if request.htmx else "qc/study.html"

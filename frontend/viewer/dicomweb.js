@@ -1,6 +1,7 @@
-// What the viewer asks Corelab's DICOMweb before it can draw: the study entry, each study's series (QIDO) and
-// the first series' metadata. preload.js starts these requests as soon as the page is parsed, while the viewer's
-// bundle (Cornerstone, several MB of script) is still loading; main.js picks up the same promises.
+// What the viewer asks Corelab's DICOMweb before it can draw: each study's series (QIDO) and the first series'
+// metadata. preload.js (which alone imports this module, so it needs no other script) starts these requests as
+// soon as the page is parsed, while the viewer's bundle (Cornerstone, several MB of script) is still loading;
+// main.js, which runs after it, picks up the same promises from the element (`element.corelabLoader`).
 
 export const value = (data, tag) => data?.[tag]?.Value?.[0];
 
@@ -41,17 +42,15 @@ export class StudyLoader {
   constructor(element) {
     this.root = new URL(element.dataset.dicomweb || "/dicomweb", window.location.href).href.replace(/\/$/, "");
     const uids = (name) => (element.dataset[name] ? JSON.parse(element.dataset[name]) : null);
-    this.studyUids = uids("studyUids");
+    this.studyUids = uids("studyUids") || [];
     this.baselineUids = uids("baselineStudyUids") || [];
-    this.studyUrl = element.dataset.studyUrl;
     this.cache = new Map();
     this.series = this.fetchSeries();
     this.series.catch(() => {});  // reported by the viewer
   }
 
   async fetchSeries() {
-    const entry = this.studyUids ? { study_uids: this.studyUids } : await getJson(this.studyUrl);
-    const studies = [...this.baselineUids.map((uid) => [uid, "baseline"]), ...entry.study_uids.map((uid) => [uid, "current"])];
+    const studies = [...this.baselineUids.map((uid) => [uid, "baseline"]), ...this.studyUids.map((uid) => [uid, "current"])];
     const lists = await Promise.all(studies.map(([studyUid]) => getJson(`${this.root}/studies/${studyUid}/series`)));
     const found = [];
     studies.forEach(([studyUid, role], n) => {
@@ -69,6 +68,19 @@ export class StudyLoader {
   }
 
   seriesBase(series) { return `${this.root}/studies/${series.studyUid}/series/${series.seriesUid}`; }
+
+  // each frame of the series, in slice order: its WADO-RS URL and its instance's metadata
+  async frames(series) {
+    const base = this.seriesBase(series);
+    const found = [];
+    for (const instance of await this.metadata(series)) {
+      const count = Number(value(instance, "00280008") || 1);
+      for (let frame = 1; frame <= count; frame += 1) {
+        found.push({ url: `${base}/instances/${value(instance, "00080018")}/frames/${frame}`, instance });
+      }
+    }
+    return found;
+  }
 
   metadata(series) {
     const base = this.seriesBase(series);

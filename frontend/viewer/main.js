@@ -3,7 +3,7 @@
 // series list, two stack viewports side by side (baseline / follow-up, or two series) with optional
 // synchronized scrolling, window/level presets, zoom, pan, length and bidirectional measurements.
 import {
-  init as coreInit, RenderingEngine, Enums, eventTarget, cache, getRenderingCapabilities, getShouldUseCPURendering, setUseCPURendering,
+  init as coreInit, RenderingEngine, Enums, eventTarget, cache, imageRetrievalPoolManager, getRenderingCapabilities, getShouldUseCPURendering, setUseCPURendering,
 } from "@cornerstonejs/core";
 import { init as loaderInit, wadors } from "@cornerstonejs/dicom-image-loader";
 import {
@@ -12,7 +12,6 @@ import {
 } from "@cornerstonejs/tools";
 import { addFromGeometry, imageIdFor, removeLesion, toGeometry } from "./measure.js";
 import { createSliceSynchronizer } from "./sync.js";
-import { loaderFor, value } from "./dicomweb.js";
 
 // centre / width in Hounsfield units
 export const PRESETS = {
@@ -26,6 +25,7 @@ const PRIMARY_TOOLS = {
   length: LengthTool.toolName, bidirectional: BidirectionalTool.toolName,
 };
 const { MouseBindings } = ToolEnums;
+const PREFETCH_REQUESTS = 4;  // leaves the browser's other connections to the slices the reader asks for
 
 let initialized = null;
 let renderer = null;  // "gpu" (WebGL) or "cpu" (Cornerstone's own canvas renderer)
@@ -39,6 +39,9 @@ function initOnce() {
       if (getRenderingCapabilities().softwareRasterizer) setUseCPURendering(true);
       renderer = getShouldUseCPURendering() ? "cpu" : "gpu";
       loaderInit({ maxWebWorkers: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)) });
+      // A few prefetch requests at a time rather than Cornerstone's 200: the browser opens 6 connections to a
+      // server, so the rest would only wait in its queue, ahead of the slice the reader scrolls to next.
+      imageRetrievalPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, PREFETCH_REQUESTS);
       toolsInit();
       for (const tool of [WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, BidirectionalTool]) {
         addTool(tool);
@@ -52,8 +55,8 @@ class Viewer {
   constructor(element, index) {
     this.element = element;
     this.id = `corelab-viewer-${index}`;
-    this.loader = loaderFor(element);  // the study's requests, started by preload.js if it ran first
-    this.root = this.loader.root;
+    this.loader = element.corelabLoader;  // the study's requests, which preload.js started (start() checks)
+    this.root = this.loader?.root;
     this.status = element.querySelector("[data-viewer-status]");
     this.seriesList = element.querySelector("[data-viewer-series]");
     this.measurements = element.querySelector("[data-viewer-measurements]");
@@ -63,7 +66,7 @@ class Viewer {
     this.series = [];
     this.loaded = {};
     // in the read form: at a follow-up the baseline's studies (left pane) beside this timepoint's
-    this.baselineUids = this.loader.baselineUids;
+    this.baselineUids = this.loader?.baselineUids || [];
     this.currentPane = this.baselineUids.length && this.panes[1] ? this.panes[1].dataset.viewport : this.panes[0].dataset.viewport;
     this.pending = null;  // the lesion a measure button armed the tool for
   }
@@ -73,6 +76,7 @@ class Viewer {
   viewport(id = this.active) { return this.engine.getViewport(`${this.id}-${id}`); }
 
   async start() {
+    if (!this.loader) throw new Error("its request script (viewer-preload.js) did not run first");
     await initOnce();
     this.renderer = renderer;
     this.engine = new RenderingEngine(this.id);
@@ -214,18 +218,11 @@ class Viewer {
   }
 
   async imageIds(series) {
-    const base = this.loader.seriesBase(series);
-    const metadata = await this.loader.metadata(series);
-    const ids = [];
-    for (const instance of metadata) {
-      const frames = Number(value(instance, "00280008") || 1);
-      for (let frame = 1; frame <= frames; frame += 1) {
-        const imageId = `wadors:${base}/instances/${value(instance, "00080018")}/frames/${frame}`;
-        wadors.metaDataManager.add(imageId, instance);
-        ids.push(imageId);
-      }
-    }
-    return ids;
+    return (await this.loader.frames(series)).map(({ url, instance }) => {
+      const imageId = `wadors:${url}`;
+      wadors.metaDataManager.add(imageId, instance);
+      return imageId;
+    });
   }
 
   async show(paneName, series) {
@@ -233,10 +230,12 @@ class Viewer {
     const pane = this.panes.find((p) => p.dataset.viewport === paneName);
     const ids = await this.imageIds(series);
     const vp = this.viewport(paneName);
+    const drawn = new Promise((resolve) => vp.element.addEventListener(Enums.Events.IMAGE_RENDERED, resolve, { once: true }));
     await vp.setStack(ids, 0);
     vp.render();
-    // fetch the rest of the series in the background, nearest slices first, so scrolling finds them cached
-    toolUtilities.stackPrefetch.enable(vp.element);
+    // then fetch the rest of the series in the background, nearest slices first, so scrolling finds them cached;
+    // only once the first image is on screen: queueing the series' requests takes the page a few hundred ms
+    drawn.then(() => requestAnimationFrame(() => setTimeout(() => toolUtilities.stackPrefetch.enable(vp.element))));
     this.loaded[paneName] = { series, firstImageMs: performance.now() - started };
     pane.querySelector("[data-viewport-label]").textContent = `${series.role === "baseline" ? "Baseline · " : ""}Series ${series.number ?? "?"} · ${series.modality}`;
     this.showSlice(pane);
