@@ -308,7 +308,10 @@ def _own_task(*, task: ReadTask, user) -> ReadTask:
 
 
 def lock_reason(*, task: ReadTask) -> str:
-    """Why the reader may not open this task yet ("" when they may): earlier timepoints come first."""
+    """Why the reader may not open this task yet ("" when they may): earlier timepoints come first.
+
+    DICOMweb decides the same rule for all of a reader's tasks in one query (``dicomweb.selectors.
+    _reader_visit_ids``); tests/reads/test_dicomweb_queries.py keeps the two in step."""
     baseline = baseline_visit(subject=task.subject)
     earlier = ReadTask.objects.filter(subject_id=task.subject_id, slot=task.slot, status__in=ReadTask.LIVE,
                                       visit__nominal_date__lt=task.visit.nominal_date)
