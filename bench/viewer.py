@@ -259,7 +259,7 @@ def main(*, slices: int, size: int, runs: int, webgl: bool = False, verbose: boo
             # --webgl: WebGL through SwiftShader (software), else Cornerstone falls back to its CPU renderer
             flags = FLAGS + (["--use-angle=swiftshader", "--enable-unsafe-swiftshader"] if webgl else [])
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags, headless=True)
-            firsts, scrolls, returning = [], [], []
+            firsts, scrolls, returning, arriving = [], [], [], []
             for run in range(runs + 2):
                 if run == 0:
                     empty_caches()
@@ -317,7 +317,13 @@ def main(*, slices: int, size: int, runs: int, webgl: bool = False, verbose: boo
                         page.goto(f"{base}/qc/studies/{study.pk}/")
                         again = page.evaluate(FIRST_IMAGE)
                     returning.append(again)
-                    print(f"  {'':26s} the same browser's third look: first image {again:6.0f} ms")
+                    # and at once the reader scrolls through, while the series is still arriving
+                    page.wait_for_function("() => document.querySelector('#corelab-viewer').dataset.state === 'ready'")
+                    early = page.evaluate(SCROLL, {"sync": True, "input": True, "label": "arriving"})
+                    arriving.append(early)
+                    print(f"  {'':26s} the same browser's third look: first image {again:6.0f} ms; scrolled at once, "
+                          f"before the series has arrived: {min(early['fps'], early['rightFps']):4.1f} fps, "
+                          f"{early['ms'] / 1000:.1f} s for {early['total']} slices")
                 if verbose:
                     for name, start, end, transferred, size in timeline:
                         print(f"      {name[:60]:60s} {start:5d}–{end:5d} ms  {transferred / 1024:8.0f} KiB sent"
@@ -330,6 +336,9 @@ def main(*, slices: int, size: int, runs: int, webgl: bool = False, verbose: boo
               f"repeat looks median {repeat:.0f} ms (goal < 2000)")
         if returning:
             print(f"  first image in a browser that opened the page before: median {statistics.median(returning):.0f} ms")
+        if arriving:
+            print(f"  scroll at once after the first image, while the series arrives: "
+                  f"{statistics.median(min(s['fps'], s['rightFps']) for s in arriving):.1f} fps (median)")
         print(f"  whole series in the browser {statistics.median(s[0] for s in scrolls) / 1000:.1f} s after the "
               f"first image (median)")
         print(f"  scroll, one slice per display frame, stepped between frames as input arrives: "
