@@ -101,7 +101,9 @@ def _run_once(var: Path, log: Path) -> str:
                                    start_new_session=True)  # a process group of its own, as a terminal gives
     ours: set[int] = set()
     try:
-        health = _wait_healthy(port, process, log, timeout=75)
+        # generous: migrations, the demo trial and five processes starting, while the other xdist worker runs
+        # browser tests on the same two cores (75 s was once not enough); a healthy start returns at once
+        health = _wait_healthy(port, process, log, timeout=150)
         assert health["status"] == "ok", health
         ours = {c.pid for c in psutil.Process(process.pid).children(recursive=True)}
         postmaster = _postmaster(var)
