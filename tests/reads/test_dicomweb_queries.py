@@ -8,31 +8,19 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from qc.services import qc_run, study_accept
 from reads.dicomweb.selectors import _reader_visit_ids
 from reads.models import ReadTask
-from reads.services import lock_reason, reader_add
+from reads.services import lock_reason
 from trials.models import Membership, Role
 from trials.permissions import Perm, trial_ids_by_perm, trial_ids_with
 
 from ..qc.conftest import deidentify, make_study, ready_site, stores, upload  # noqa: F401  (QC's fixtures)
 from .conftest import BASELINE, followup, read_and_sign
 from .test_dicomweb import uids
+from .test_dicomweb_blinding import read_study  # noqa: F401  (an accepted study with a reader's task on it)
 
 FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 AUTH_QUERIES = 2  # the session and its user (SessionAuthentication), before the view runs
-
-
-@pytest.fixture
-def read_study(make_study, qc_analyst, trial_manager, reader1):  # noqa: F811
-    study = make_study(count=2)
-    qc_run(study_id=study.pk, trigger="deidentified")
-    study.refresh_from_db()
-    study_accept(analyst=qc_analyst, study=study)
-    reader = reader_add(actor=trial_manager, trial=study.trial, user=reader1)
-    ReadTask.objects.create(trial=study.trial, subject=study.subject, visit=study.visit, reader=reader, slot="A",
-                            scan_date=study.acquisition_date)
-    return study
 
 
 def frame_queries(user, study) -> list[str]:
@@ -55,13 +43,13 @@ def assert_queries(queries: list[str], expected: int, who: str) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_frame_costs_the_qc_analyst_one_membership_query_and_one_records_query(qc_analyst, read_study):
+def test_a_frame_costs_the_qc_analyst_one_membership_query_and_one_records_query(qc_analyst, read_study):  # noqa: F811
     # no measurement-report query: the image answered the SOP Instance UID asked for
     assert_queries(frame_queries(qc_analyst, read_study), AUTH_QUERIES + 2, "a QC analyst")
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_frame_costs_the_reader_one_query_more_for_their_tasks(reader1, read_study):
+def test_a_frame_costs_the_reader_one_query_more_for_their_tasks(reader1, read_study):  # noqa: F811
     # memberships, the reader's tasks with what their locks depend on, the records; no report query (blinded)
     assert_queries(frame_queries(reader1, read_study), AUTH_QUERIES + 3, "a reader")
 
