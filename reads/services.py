@@ -418,6 +418,38 @@ def _check_annotations(lesions: dict, *, baseline: bool) -> None:
         problem = _annotation_problem(geometry)
         if problem:
             raise InvalidAssessment(f"the measurement of {lesion_id} is malformed: {problem}")
+        problem = _annotation_disagrees(geometry, targets, lesion_id, baseline=baseline)
+        if problem:
+            raise InvalidAssessment(f"{lesion_id}: {problem}")
+
+
+MM_TOLERANCE = 0.05  # the viewer gives diameters to 0.1 mm
+
+
+def _annotation_disagrees(geometry: dict, targets, lesion_id: str, *, baseline: bool) -> str:
+    """Why the diameter recorded for the lesion is not the one its viewer measurement gives ('' when it is): the
+    signed read and its measurement report (DICOM SR, made from the geometry) must never disagree. A diameter
+    typed over a measurement replaces it (the read form drops the measurement then)."""
+    def same(recorded, measured) -> bool:
+        return _finite(recorded) and abs(recorded - measured) <= MM_TOLERANCE
+
+    again = "measure again, or record the value without the viewer measurement"
+    measured = [geometry["long_mm"]] + ([geometry["short_mm"]] if "short_mm" in geometry else [])
+    if baseline:
+        [target] = [t for t in targets if isinstance(t, dict) and t.get("id") == lesion_id]
+        value = target.get("mm")
+        axes = [("long", target.get("long_axis_mm"), geometry["long_mm"])]
+        if "short_mm" in geometry:
+            axes.append(("short", target.get("short_axis_mm"), geometry["short_mm"]))
+        for axis, recorded, mm in axes:
+            if recorded is not None and not same(recorded, mm):
+                return f"the {axis} axis {recorded} mm is not the {mm} mm measured in the viewer: {again}"
+    else:
+        value = targets[lesion_id]
+    if _finite(value) and not any(same(value, mm) for mm in measured):
+        return (f"the diameter {value} mm is not the {' × '.join(f'{mm} mm' for mm in measured)} measured in the "
+                f"viewer: {again}")
+    return ""
 
 
 def _check_shape(lesions, *, baseline: bool) -> dict:

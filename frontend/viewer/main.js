@@ -284,9 +284,27 @@ class Viewer {
   // -- measuring in the read form (templates/reads/task.html) ----------------------------------------------
 
   wireLesionButtons() {
+    const watched = new Set();
     for (const button of document.querySelectorAll("[data-measure-lesion]")) {
       button.disabled = this.element.dataset.state !== "ready";
       button.addEventListener("click", () => this.arm(button));
+      // a diameter typed over a measurement replaces it: the measurement and its drawing go, so the values
+      // signed and the measurement report made from the geometry never disagree (the server checks it too)
+      const form = button.form || document;
+      for (const name of [button.dataset.longField, button.dataset.shortField, button.dataset.valueField]) {
+        const input = name ? form.querySelector(`[name="${name}"]`) : null;
+        if (!input || watched.has(input)) continue;
+        watched.add(input);
+        input.addEventListener("input", (event) => {
+          const hidden = form.querySelector(`[name="${button.dataset.annotationField}"]`);
+          if (!event.isTrusted || !hidden?.value) return;  // fill() dispatches its own, untrusted, events
+          hidden.value = "";
+          removeLesion(button.dataset.measureLesion);
+          this.listMeasurements();
+          this.engine.render();
+          this.say(`${button.dataset.label}: typed by hand, so its measurement in the viewer was removed.`);
+        });
+      }
     }
     for (const button of document.querySelectorAll("[data-goto-baseline]")) {
       button.disabled = this.element.dataset.state !== "ready";

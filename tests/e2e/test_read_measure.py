@@ -212,4 +212,17 @@ def test_at_follow_up_baseline_and_week_6_side_by_side_go_to_baseline_and_measur
     w6_uids = set(DeidRecord.objects.filter(instance__study__visit=w6.visit).values_list("study_uid", flat=True))
     assert saved["study_uid"] in w6_uids and saved["study_uid"] != fourth.study_uid  # measured on week 6
     assert saved["long_mm"] == mm
+
+    # a value typed over the measurement replaces it: the drawing goes, the draft keeps the typed value alone
+    # (a signed read and its measurement report never disagree)
+    _wait_ready(page)  # the saved draft's page, its measurement restored
+    page.wait_for_function("() => window.corelabViewers[0].state().measurements.some((m) => m.lesion === 'T1')")
+    expect(page.get_by_role("button", name="Measure T1")).to_be_enabled()  # the form's buttons are wired
+    diameter.fill(f"{mm + 3:g}")
+    expect(page.locator("[data-viewer-status]")).to_contain_text("T1: typed by hand")
+    assert [m for m in page.evaluate(STATE)["measurements"] if m["lesion"] == "T1"] == []
+    page.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_role("status").first).to_contain_text("Draft saved")
+    typed = Read.objects.get(task=w6, status=Read.Status.DRAFT).lesions
+    assert typed["targets"]["T1"] == mm + 3 and "T1" not in typed.get("annotations", {})
     assert errors == []

@@ -133,6 +133,41 @@ def test_malformed_geometry_is_refused_with_the_reason(bl_task, annotations, mes
     assert not Read.objects.filter(task=bl_task).exists()  # nothing saved
 
 
+DISAGREE = [
+    (baseline_with(T1={**T1, "long_mm": 28.4}),
+     "T1: the diameter 30 mm is not the 28.4 mm measured in the viewer"),
+    ({**baseline_with(T2=T2_NODE), "targets": [BASELINE["targets"][0], {**BASELINE["targets"][1], "mm": 8,
+                                                                        "nodal": True, "long_axis_mm": 21,
+                                                                        "short_axis_mm": 8}]},
+     "T2: the long axis 21 mm is not the 20 mm measured in the viewer"),
+]
+
+
+@pytest.mark.parametrize("lesions, message", DISAGREE)
+def test_a_diameter_that_is_not_its_viewer_measurement_is_refused(bl_task, lesions, message):
+    # the signed values and the measurement report made from the geometry would disagree
+    with pytest.raises(InvalidAssessment) as exc:
+        read_save_draft(task=bl_task, user=bl_task.reader.user, lesions=lesions)
+
+    assert str(exc.value).startswith(message)
+    assert str(exc.value).endswith("measure again, or record the value without the viewer measurement")
+    assert not Read.objects.filter(task=bl_task).exists()
+
+
+def test_a_follow_up_diameter_must_be_one_of_its_measurements_axes(archived):
+    subject = archived.subject
+    read_and_sign(subject, "BL", "A", baseline_with(T1=archived.t1))
+    w6 = task_of(subject, "W6", "A")
+    task_open(task=w6, user=w6.reader.user)
+    node = on({**T2_NODE, "long_mm": 18.0, "short_mm": 9.5}, archived.w6[2])
+
+    with pytest.raises(InvalidAssessment, match=r"^T1: the diameter 17 mm is not the 18.0 mm × 9.5 mm measured"):
+        read_save_draft(task=w6, user=w6.reader.user, lesions={**followup(17, 12), "annotations": {"T1": node}})
+    for either in (18, 9.5, 9.54):  # the long or the short axis (a node's), to the viewer's 0.1 mm
+        read_save_draft(task=w6, user=w6.reader.user, lesions={**followup(either, 12), "annotations": {"T1": node}})
+    assert Read.objects.get(task=w6).lesions["targets"]["T1"] == 9.54
+
+
 def test_a_follow_up_measurement_must_belong_to_a_measured_lesion(archived):
     subject = archived.subject
     read_and_sign(subject, "BL", "A", baseline_with(T1=archived.t1))
