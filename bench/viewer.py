@@ -211,8 +211,36 @@ def _seed(*, count: int, size: int):
     return study, time.monotonic() - started
 
 
+def _gunicorn():
+    """The web server as `make run` starts it, on a free port, with this process's settings; (process, URL)."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    from config.run import web_command
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = STORE / "gunicorn.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    web = subprocess.Popen(web_command(port), cwd=ROOT, env=dict(os.environ), stdout=log.open("wb"),
+                           stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2):
+                return web, f"http://127.0.0.1:{port}"
+        except OSError:
+            if web.poll() is not None:
+                break
+            time.sleep(0.3)
+    web.terminate()
+    raise SystemExit(f"gunicorn did not answer; see {log}")
+
+
 def main(*, slices: int, size: int, runs: int, webgl: bool = False, verbose: bool = False,
-         trace: Path | None = None) -> None:
+         trace: Path | None = None, gunicorn: bool = False) -> None:
     server, url = bench_database(DATABASE)
     os.environ["DATABASE_URL"] = url
     os.environ["QUARANTINE_ROOT"], os.environ["ARCHIVE_ROOT"] = str(STORE / "quarantine"), str(STORE / "archive")
@@ -247,13 +275,17 @@ def main(*, slices: int, size: int, runs: int, webgl: bool = False, verbose: boo
             keys = [metadata_key(instance_rows_for_user(user=qc_user, study_uid=a, series_uid=b)) for a, b in series]
             cache.delete_many([HEADER_CACHE_PREFIX + s for s in shas] + keys)
 
-        thread = LiveServerThread("127.0.0.1", static_handler=lambda app: app, port=0)
-        thread.daemon = True
-        thread.start()
-        thread.is_ready.wait()
-        if thread.error:
-            raise thread.error
-        base = f"http://127.0.0.1:{thread.port}"
+        if gunicorn:
+            web, base = _gunicorn()
+        else:
+            thread = LiveServerThread("127.0.0.1", static_handler=lambda app: app, port=0)
+            thread.daemon = True
+            thread.start()
+            thread.is_ready.wait()
+            if thread.error:
+                raise thread.error
+            base = f"http://127.0.0.1:{thread.port}"
+        print(f"  server: {'gunicorn as make run starts it (2 processes of 4 threads)' if gunicorn else 'threaded, in this process'}")
         password = {u: p for u, _, _, p in DEMO_USERS}["qc"]
         with sync_playwright() as playwright:
             # --webgl: WebGL through SwiftShader (software), else Cornerstone falls back to its CPU renderer
@@ -330,7 +362,11 @@ def main(*, slices: int, size: int, runs: int, webgl: bool = False, verbose: boo
                               f" {size / 1024:8.0f} KiB")
                 context.close()
             browser.close()
-        thread.terminate()
+        if gunicorn:
+            web.terminate()
+            web.wait(timeout=30)
+        else:
+            thread.terminate()
         repeat = statistics.median(firsts[2:]) if runs else firsts[1]
         print(f"  first image: cold {firsts[0]:.0f} ms, first look after release {firsts[1]:.0f} ms, "
               f"repeat looks median {repeat:.0f} ms (goal < 2000)")
@@ -367,5 +403,8 @@ if __name__ == "__main__":
     parser.add_argument("--verbose", action="store_true", help="print each first image's requests")
     parser.add_argument("--trace", type=Path, help="write each page load's Chrome trace (chrome://tracing, Perfetto) "
                         "into this folder")
+    parser.add_argument("--gunicorn", action="store_true", help="serve the app as `make run` does (gunicorn, two "
+                        "processes) instead of the e2e tests' threaded server in this process")
     args = parser.parse_args()
-    main(slices=args.slices, size=args.size, runs=args.runs, webgl=args.webgl, verbose=args.verbose, trace=args.trace)
+    main(slices=args.slices, size=args.size, runs=args.runs, webgl=args.webgl, verbose=args.verbose, trace=args.trace,
+         gunicorn=args.gunicorn)

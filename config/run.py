@@ -74,12 +74,17 @@ def _has_gateway() -> bool:
     return (ROOT / "intake" / "management" / "commands" / "dicom_gateway.py").exists()
 
 
+def web_command(port: int) -> list[str]:
+    """The web server as `make run` starts it (also what bench/viewer.py --gunicorn measures)."""
+    # gthread: a large upload is one long request, which a sync worker's 30 s timeout would kill
+    return [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+            "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-", "--graceful-timeout", "10"]
+
+
 def _children(port: int, dicom_port: int, var: Path) -> dict[str, list[str]]:
     python = sys.executable
     commands = {
-        # gthread: a large upload is one long request, which a sync worker's 30 s timeout would kill
-        "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-", "--graceful-timeout", "10"],
+        "web": web_command(port),
         # one local worker: nobody to mingle or gossip with, and skipping it saves a second at start
         "worker": [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2",
                    "--without-mingle", "--without-gossip"],
