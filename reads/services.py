@@ -436,7 +436,8 @@ def _annotation_disagrees(geometry: dict, targets, lesion_id: str, *, baseline: 
     again = "measure again, or record the value without the viewer measurement"
     measured = [geometry["long_mm"]] + ([geometry["short_mm"]] if "short_mm" in geometry else [])
     if baseline:
-        [target] = [t for t in targets if isinstance(t, dict) and t.get("id") == lesion_id]
+        # the first lesion of that id (two of one id are refused with the RECIST checks, as a clear error)
+        target = next(t for t in targets if isinstance(t, dict) and t.get("id") == lesion_id)
         value = target.get("mm")
         axes = [("long", target.get("long_axis_mm"), geometry["long_mm"])]
         if "short_mm" in geometry:

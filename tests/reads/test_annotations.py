@@ -154,6 +154,15 @@ def test_a_diameter_that_is_not_its_viewer_measurement_is_refused(bl_task, lesio
     assert not Read.objects.filter(task=bl_task).exists()
 
 
+def test_two_lesions_of_one_id_with_a_measurement_are_a_clear_error(real_bl_task, archived):
+    lesions = baseline_with(T1=archived.t1)
+    lesions["targets"] = [BASELINE["targets"][0], BASELINE["targets"][0]]
+
+    read_save_draft(task=real_bl_task, user=real_bl_task.reader.user, lesions=lesions)  # a draft may be unfinished
+    with pytest.raises(InvalidAssessment, match="lesion id 'T1' is used twice"):  # what signing would say
+        read_preview(task=real_bl_task, user=real_bl_task.reader.user, lesions=lesions)
+
+
 def test_a_follow_up_diameter_must_be_one_of_its_measurements_axes(archived):
     subject = archived.subject
     read_and_sign(subject, "BL", "A", baseline_with(T1=archived.t1))
